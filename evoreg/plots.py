@@ -1,0 +1,74 @@
+"""Plots people would rather look at than read: convergence curves of runs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display here or in CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_convergence(
+    records: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str, unit: str
+) -> None:
+    """Best loss so far and the generation median against the budget used."""
+    plt = _pyplot()
+    cost = [r["cost"] for r in records]
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot(cost, [r["best_loss"] for r in records], label="best so far")
+    axis.plot(cost, [r["loss_median"] for r in records], alpha=0.5, label="generation median")
+    _finish(axis, title, unit)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_median_curves(
+    curves: Mapping[str, Sequence[tuple[np.ndarray, np.ndarray]]],
+    path: str | os.PathLike,
+    title: str,
+    unit: str,
+) -> None:
+    """For each label, the median over seeds of best-so-far loss, with the quartile band."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for label, runs in curves.items():
+        runs = [run for run in runs if len(run[0])]
+        if not runs:
+            continue
+        grid = np.linspace(0, max(run[0][-1] for run in runs), 200)
+        stacked = np.stack([_step(grid, cost, loss) for cost, loss in runs])
+        median = np.nanmedian(stacked, axis=0)
+        (line,) = axis.plot(grid, median, label=f"{label} (n={len(runs)})")
+        if len(runs) > 1:
+            low, high = np.nanpercentile(stacked, [25, 75], axis=0)
+            axis.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
+    _finish(axis, title, unit)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _step(grid: np.ndarray, cost: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """Best-so-far loss at each grid point (NaN before the first generation ended)."""
+    index = np.searchsorted(cost, grid, side="right") - 1
+    values = np.where(index >= 0, loss[np.clip(index, 0, None)], np.nan)
+    values[grid > cost[-1]] = np.nan
+    return values
+
+
+def _finish(axis, title: str, unit: str) -> None:
+    axis.set_xlabel(unit)
+    axis.set_ylabel("loss")
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    axis.figure.tight_layout()

@@ -1,0 +1,70 @@
+"""The problem base class: what is optimised, how it is scored, and in which unit of cost."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from .config import make_config
+from .devices import resolve_device
+from .optimizer import NoConfig
+from .population import Population
+from .spaces import Space
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """Losses of one population (lower is better) and the budget it used."""
+
+    losses: torch.Tensor
+    cost: float
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Problem:
+    """A loss over a search space.
+
+    One ``evaluate`` call is one generation: a noisy problem draws ONE minibatch (or one set
+    of episode seeds) for the whole population, so its candidates are compared fairly.
+    Subclasses set ``space`` in ``setup()`` and write ``evaluate``; ``report`` gives held-out
+    figures for a recommended candidate.
+    """
+
+    Config: ClassVar[type] = NoConfig
+    citation: ClassVar[str] = ""
+    #: What the budget counts: "evaluations", "frames", "epochs", ...
+    budget_unit: ClassVar[str] = "evaluations"
+    space: Space
+
+    def __init__(self, *, seed: int = 0, device: str | torch.device = "cpu", **config: Any):
+        self.name = getattr(self, "name", type(self).__name__)
+        self.config = make_config(self.Config, self.name, config)
+        self.seed = int(seed)
+        self.device = resolve_device(device)
+        self.rng = np.random.default_rng(self.seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.setup()
+
+    def setup(self) -> None:
+        """Build the space, load data, ... (called once, after the config is set)."""
+
+    def evaluate(self, pop: Population) -> Evaluation:
+        raise NotImplementedError
+
+    def report(self, x: Any) -> dict[str, Any]:
+        """Held-out figures for candidate ``x`` (test accuracy, mean score, ...)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The problem's random state (a noisy problem must resume with the same draws)."""
+        return {"rng": self.rng.bit_generator.state, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.generator.set_state(state["generator"])
+
+    def __repr__(self) -> str:
+        return f"{self.name}({self.config})"

@@ -1,0 +1,114 @@
+"""Search spaces: what a candidate is.
+
+- ``Real``: flat float32 vectors (network weights, thresholds).
+- ``Categorical``: one choice per slot, as int64 indices.
+- ``Genome``: problem-defined objects that the problem can sample and mutate (architectures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import EvoregError
+
+
+class Space:
+    """Base class of search spaces."""
+
+    def validate(self, values: Any, n: int) -> Any:
+        """Check (and normalise) the values of a population of ``n`` candidates."""
+        raise NotImplementedError
+
+
+@dataclass
+class Real(Space):
+    """Flat float32 vectors of length ``dim``.
+
+    ``init`` is where optimizers start: a tensor of shape ``[dim]``, a callable returning one
+    (e.g. a network's initial weights), or ``None`` for zeros. ``sigma`` is the scale of the
+    search around it, for optimizers that need one. ``lower``/``upper`` optionally bound it.
+    """
+
+    dim: int
+    init: torch.Tensor | Callable[[], torch.Tensor] | None = None
+    sigma: float = 1.0
+    lower: float | None = None
+    upper: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dim, int) or self.dim < 1:
+            raise EvoregError(f"Real(dim={self.dim!r}): dim must be a positive int")
+        if not self.sigma > 0:
+            raise EvoregError(f"Real(sigma={self.sigma!r}): sigma must be > 0")
+
+    def initial(self) -> torch.Tensor:
+        """The starting point as a float32 tensor of shape ``[dim]``."""
+        init = self.init() if callable(self.init) else self.init
+        if init is None:
+            start = torch.zeros(self.dim)
+        else:
+            start = torch.as_tensor(init, dtype=torch.float32).detach().flatten().clone()
+        if start.shape != (self.dim,):
+            raise EvoregError(f"Real(dim={self.dim}): init has {start.numel()} values")
+        return start
+
+    def validate(self, values: Any, n: int) -> torch.Tensor:
+        values = torch.as_tensor(values)
+        if values.shape != (n, self.dim):
+            raise EvoregError(
+                f"a Real({self.dim}) population of {n} must have shape ({n}, {self.dim}), "
+                f"got {tuple(values.shape)}"
+            )
+        return values.float()
+
+
+@dataclass
+class Categorical(Space):
+    """One choice per slot: slot ``i`` takes an int in ``range(sizes[i])``."""
+
+    sizes: Sequence[int]
+
+    def __post_init__(self) -> None:
+        self.sizes = tuple(int(s) for s in self.sizes)
+        if not self.sizes or min(self.sizes) < 1:
+            raise EvoregError(f"Categorical(sizes={self.sizes}): every slot needs >= 1 choice")
+
+    @property
+    def dim(self) -> int:
+        return len(self.sizes)
+
+    def validate(self, values: Any, n: int) -> torch.Tensor:
+        values = torch.as_tensor(values)
+        if values.shape != (n, self.dim) or values.dtype.is_floating_point:
+            raise EvoregError(
+                f"a Categorical population of {n} must be int64 of shape ({n}, {self.dim}), "
+                f"got {values.dtype} {tuple(values.shape)}"
+            )
+        values = values.long()
+        upper = torch.tensor(self.sizes, device=values.device)
+        if n and ((values < 0) | (values >= upper)).any():
+            raise EvoregError(f"a Categorical value is outside its slot's range {self.sizes}")
+        return values
+
+
+@dataclass
+class Genome(Space):
+    """Problem-defined candidates: ``sample(rng)`` makes one, ``mutate(x, rng)`` a variant.
+
+    ``rng`` is a ``numpy.random.Generator``; the optimizer owns it so runs are reproducible.
+    """
+
+    sample: Callable[[np.random.Generator], Any]
+    mutate: Callable[[Any, np.random.Generator], Any]
+    describe: Callable[[Any], str] = field(default=repr)
+
+    def validate(self, values: Any, n: int) -> list:
+        values = list(values)
+        if len(values) != n:
+            raise EvoregError(f"a Genome population of {n} got {len(values)} genomes")
+        return values

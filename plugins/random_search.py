@@ -1,0 +1,55 @@
+"""Random search: the smallest example of an evoreg optimizer plugin.
+
+Each candidate is drawn independently: around the space's ``init`` with the space's
+``sigma`` for ``Real``, uniformly per slot for ``Categorical``, by ``space.sample`` for
+``Genome``. Brooks, "A discussion of random methods for seeking maxima" (Operations
+Research, 1958).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from evoreg import Categorical, Genome, Optimizer, Population, Real, hookimpl
+
+
+@dataclass
+class Config:
+    popsize: int = 16  #: candidates per ask
+
+    def __post_init__(self) -> None:
+        if self.popsize < 1:
+            raise ValueError(f"popsize must be >= 1, got {self.popsize}")
+
+
+class RandomSearch(Optimizer):
+    """Independent random candidates around the space's initial point."""
+
+    Config = Config
+    citation = "Brooks (1958), Operations Research 6(2)"
+    spaces = (Real, Categorical, Genome)
+
+    def setup(self) -> None:
+        if isinstance(self.space, Real):
+            self.center = self.space.initial().to(self.device)
+
+    def _ask(self, n: int) -> Population | torch.Tensor | list:
+        space = self.space
+        if isinstance(space, Real):
+            noise = torch.randn(n, space.dim, generator=self.generator, device=self.device)
+            return noise.mul_(space.sigma).add_(self.center)
+        if isinstance(space, Categorical):
+            uniform = torch.rand(n, space.dim, generator=self.generator, device=self.device)
+            sizes = torch.tensor(space.sizes, device=self.device)
+            return (uniform * sizes).long().clamp_(max=sizes - 1)
+        return [space.sample(self.rng) for _ in range(n)]
+
+    def _tell(self, pop: Population, losses: torch.Tensor) -> None:
+        pass  # nothing to learn: the base class already keeps the best candidate
+
+
+@hookimpl
+def evoreg_register_optimizers(register):
+    register("random-search", RandomSearch, family="baseline")

@@ -1,0 +1,54 @@
+"""The sphere function: a convex quadratic bowl for tests and plugin authors.
+
+loss(x) = sum_i (x_i - optimum)^2 (+ Gaussian noise of std ``noise`` per evaluation).
+The search starts at 0 (the space's init), so the starting loss is ``dim * optimum^2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from evoreg import Evaluation, Population, Problem, Real, hookimpl
+
+
+@dataclass
+class Config:
+    dim: int = 10  #: number of variables
+    noise: float = 0.0  #: std of additive Gaussian noise on each loss (0: deterministic)
+    optimum: float = 1.0  #: every coordinate of the minimiser
+
+    def __post_init__(self) -> None:
+        if self.dim < 1:
+            raise ValueError(f"dim must be >= 1, got {self.dim}")
+        if self.noise < 0:
+            raise ValueError(f"noise must be >= 0, got {self.noise}")
+
+
+class Sphere(Problem):
+    """sum((x - optimum)^2), optionally noisy; minimum 0."""
+
+    Config = Config
+    chunk_size = 4096
+
+    def setup(self) -> None:
+        self.space = Real(self.config.dim, sigma=1.0)
+
+    def function(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.config.optimum).pow(2).sum(dim=-1)
+
+    def evaluate(self, pop: Population) -> Evaluation:
+        losses = torch.cat([self.function(rows.float()).cpu() for _, rows in
+                            pop.chunks(self.chunk_size)])
+        if self.config.noise > 0:
+            losses += self.config.noise * torch.randn(len(losses), generator=self.generator)
+        return Evaluation(losses, cost=len(pop))
+
+    def report(self, x: torch.Tensor) -> dict[str, float]:
+        return {"noise_free_loss": float(self.function(torch.as_tensor(x).float().cpu()))}
+
+
+@hookimpl
+def evoreg_register_problems(register):
+    register("sphere", Sphere, family="reference")
