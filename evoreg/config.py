@@ -36,10 +36,12 @@ def make_config(config_cls: type, owner: str, values: dict[str, Any]) -> Any:
     for key, value in values.items():
         if key not in names:
             raise unknown_name(f"hyperparameter of {owner}", key, names)
-        converted[key] = coerce(value, hints.get(key, Any), key) if isinstance(value, str) else value
+        if isinstance(value, str):
+            value = coerce(value, hints.get(key, Any), key)
+        converted[key] = value
     try:
         return config_cls(**converted)
-    except TypeError as error:  # a missing required field
+    except (TypeError, ValueError) as error:  # a missing field, or a value out of range
         raise EvoregError(f"{owner}: {error}") from error
 
 
