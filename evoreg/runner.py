@@ -212,6 +212,8 @@ def _prepare_out_dir(
                 f"cannot resume {out}: {', '.join(changed)} differ from the run it holds"
             )
     out.mkdir(parents=True, exist_ok=True)
+    for abandoned in out.glob(".*.tmp"):  # temporaries of writes that a kill cut short
+        abandoned.unlink()
     write_json(description, run_file)
     state = {"generation": 0, "cost": 0.0, "elapsed": 0.0}
     log: list[dict[str, Any]] = []

@@ -1,0 +1,280 @@
+"""A benchmark grid: problems x optimizers x seeds from a TOML file, resumable.
+
+``bench(config, out_dir)`` (``evoreg bench CONFIG.toml --out DIR``) runs every cell of the
+grid with ``evoreg.run`` into ``DIR/<problem-label>/<optimizer-label>/seed<k>`` and writes
+the summary table (per problem and optimizer: n, median best loss, first and third
+quartiles, median wall time per cell) to ``DIR/summary.md`` and ``DIR/summary.json``.
+
+The config file::
+
+    budget = 2000            # per cell, in each problem's unit (evaluations, frames...)
+    seeds = [0, 1, 2]        # or a count: seeds = 3 means 0, 1, 2
+    device = "cpu"           # optional: "auto" (default), "cpu", "cuda", "cuda:1"
+    checkpoint_every = 10    # optional: generations between checkpoints (default 10)
+
+    [[problem]]
+    name = "sphere"          # a registered problem (`evoreg list problems`)
+    dim = 30                 # every other key is one of its hyperparameters
+
+    [[problem]]
+    name = "rastrigin"
+    budget = 5000            # optional: this problem's own budget (its unit may differ)
+
+    [[optimizer]]
+    name = "random-search"   # a registered optimizer (`evoreg list optimizers`)
+
+    [[optimizer]]
+    name = "random-search"
+    label = "random-search-256"   # labels tell apart two configs of one optimizer
+    popsize = 256
+
+In a ``[[problem]]`` or ``[[optimizer]]`` table, ``name`` is required, ``label`` defaults
+to the name and must be unique among the tables of its kind, and ``budget`` (problems
+only) overrides the top-level budget; every other key is a hyperparameter (see
+``evoreg info NAME``). Names, labels and hyperparameters are all checked before the first
+cell runs.
+
+Resuming (``resume=True``, ``--resume``): a cell whose ``result.json`` reached the budget is
+skipped; any other cell continues from its checkpoint (or starts again if it has none), so
+a killed bench picks up where it stopped and raising ``budget`` extends finished cells.
+Without ``resume`` a non-empty ``out_dir`` is refused, so results are never mixed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import write_json
+from .config import make_config
+from .errors import EvoregError, unknown_name
+from .registry import get_registry
+from .report import BENCH_FILE, read_cell, summarize, write_summary
+from .runner import CHECKPOINT_FILE, RESULT_FILE, run
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+SETTINGS = ("budget", "seeds", "device", "checkpoint_every", "problem", "optimizer")
+RESERVED = {"problem": ("name", "label", "budget"), "optimizer": ("name", "label")}
+
+#: Called after each cell with (index from 1, number of cells, the cell's record).
+Progress = Callable[[int, int, dict[str, Any]], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One ``[[problem]]`` or ``[[optimizer]]`` table."""
+
+    label: str
+    name: str
+    config: dict[str, Any]
+    budget: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    budget: float | None
+    seeds: list[int]
+    device: str
+    checkpoint_every: int
+    problems: list[Arm]
+    optimizers: list[Arm]
+
+    def cells(self) -> Iterator[tuple[Arm, Arm, int]]:
+        for problem in self.problems:
+            for optimizer in self.optimizers:
+                for seed in self.seeds:
+                    yield problem, optimizer, seed
+
+    def budget_of(self, problem: Arm) -> float:
+        budget = problem.budget if problem.budget is not None else self.budget
+        assert budget is not None  # load_grid guarantees one of the two
+        return budget
+
+
+# --------------------------------------------------------------------------- loading
+def load_grid(source: str | os.PathLike | Mapping[str, Any]) -> Grid:
+    """Read and check a bench config (a TOML file or the same content as a dict)."""
+    if isinstance(source, Mapping):
+        return parse_grid(source)
+    path = Path(source)
+    if not path.is_file():
+        raise EvoregError(f"bench config {path} not found; give a TOML file (see evoreg.bench)")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise EvoregError(f"{path} is not valid TOML: {error}") from None
+    try:
+        return parse_grid(data)
+    except EvoregError as error:
+        raise EvoregError(f"{path}: {error}") from None
+
+
+def parse_grid(data: Mapping[str, Any]) -> Grid:
+    for key in data:
+        if key not in SETTINGS:
+            raise unknown_name("bench setting", key, SETTINGS)
+    problems = _arms(data, "problem")
+    budget = data.get("budget")
+    if budget is not None or any(arm.budget is None for arm in problems):
+        budget = _positive_number("budget", budget)
+    checkpoint_every = data.get("checkpoint_every", 10)
+    if not _is_int(checkpoint_every) or checkpoint_every < 1:
+        raise EvoregError(f"checkpoint_every must be an integer >= 1, got {checkpoint_every!r}")
+    device = data.get("device", "auto")
+    if not isinstance(device, str):
+        raise EvoregError(f"device must be a string such as \"auto\" or \"cpu\", got {device!r}")
+    return Grid(
+        budget=budget,
+        seeds=_seeds(data.get("seeds", 1)),
+        device=device,
+        checkpoint_every=checkpoint_every,
+        problems=problems,
+        optimizers=_arms(data, "optimizer"),
+    )
+
+
+def _arms(data: Mapping[str, Any], kind: str) -> list[Arm]:
+    tables = data.get(kind)
+    if isinstance(tables, Mapping):
+        tables = [tables]  # a single [problem] table instead of [[problem]]
+    if not tables or not isinstance(tables, list):
+        raise EvoregError(f"no [[{kind}]] tables; add at least one with name = \"...\"")
+    arms = [_arm(kind, table) for table in tables]
+    seen: set[str] = set()
+    for arm in arms:
+        if arm.label in seen:
+            raise EvoregError(
+                f"two [[{kind}]] tables are labelled {arm.label!r}; give each a distinct label"
+            )
+        seen.add(arm.label)
+    return arms
+
+
+def _arm(kind: str, table: Any) -> Arm:
+    if not isinstance(table, Mapping) or not isinstance(table.get("name"), str):
+        raise EvoregError(f"each [[{kind}]] table needs name = \"...\" (a registered {kind})")
+    name = table["name"]
+    entry = get_registry().get(kind, name)  # an unknown name lists close matches
+    label = table.get("label", name)
+    if not isinstance(label, str) or label in ("", ".", "..") or "/" in label or "\\" in label:
+        raise EvoregError(f"[[{kind}]] label {label!r} must be usable as a directory name")
+    config = {key: value for key, value in table.items() if key not in RESERVED[kind]}
+    if dataclasses.is_dataclass(entry.config):
+        make_config(entry.config, f"{kind} {label!r}", config)  # fail now, not mid-bench
+    budget = table.get("budget")
+    if budget is not None:
+        budget = _positive_number(f"budget of {kind} {label!r}", budget)
+    return Arm(label=label, name=name, config=config, budget=budget)
+
+
+def _seeds(value: Any) -> list[int]:
+    if _is_int(value) and value >= 1:
+        return list(range(value))
+    if isinstance(value, list) and value and all(_is_int(seed) for seed in value):
+        if len(set(value)) == len(value):
+            return list(value)
+    raise EvoregError(
+        f"seeds must be a list of distinct integers such as [0, 1, 2] or a count such as 3, "
+        f"got {value!r}"
+    )
+
+
+def _positive_number(what: str, value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return value
+    raise EvoregError(f"{what} must be a number > 0 (in the problem's unit), got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# --------------------------------------------------------------------------- running
+def bench(
+    config: str | os.PathLike | Mapping[str, Any],
+    out_dir: str | os.PathLike,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Run the grid of ``config`` into ``out_dir``; return the summary rows.
+
+    Each row is one (problem, optimizer) pair: ``problem``, ``optimizer`` (labels), ``n``,
+    ``median``, ``q1``, ``q3`` (of the best loss over seeds), ``median_wall_time`` (seconds
+    per cell), ``budget_unit``, ``seeds`` and ``report`` (medians of the numeric held-out
+    figures). ``out_dir/summary.json`` also holds every cell.
+    """
+    grid = load_grid(config)
+    out = Path(out_dir)
+    _check_out_dir(out, resume)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(dataclasses.asdict(grid), out / BENCH_FILE)
+    cells = list(grid.cells())
+    records = []
+    for index, (problem, optimizer, seed) in enumerate(cells, 1):
+        record = _run_cell(grid, problem, optimizer, seed, out, resume)
+        records.append(record)
+        if progress is not None:
+            progress(index, len(cells), record)
+    rows = summarize(records)
+    write_summary(out, rows, records)
+    return rows
+
+
+def cell_dir(out: Path, problem: Arm, optimizer: Arm, seed: int) -> Path:
+    return out / problem.label / optimizer.label / f"seed{seed}"
+
+
+def _check_out_dir(out: Path, resume: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise EvoregError(f"{out} is a file; give a directory for the bench")
+    if not resume and out.is_dir() and any(out.iterdir()):
+        raise EvoregError(
+            f"{out} is not empty; pass --resume (resume=True) to continue the bench it holds, "
+            "or choose another directory"
+        )
+
+
+def _run_cell(
+    grid: Grid, problem: Arm, optimizer: Arm, seed: int, out: Path, resume: bool
+) -> dict[str, Any]:
+    where = cell_dir(out, problem, optimizer, seed)
+    budget = grid.budget_of(problem)
+    if resume and _finished_budget(where) >= budget:
+        status = "skipped"
+    else:
+        status = "resumed" if resume and (where / CHECKPOINT_FILE).exists() else "ran"
+        try:
+            run(
+                problem.name,
+                optimizer.name,
+                budget,
+                seed=seed,
+                out_dir=where,
+                checkpoint_every=grid.checkpoint_every,
+                resume=resume,
+                device=grid.device,
+                problem_config=problem.config,
+                optimizer_config=optimizer.config,
+                progress=False,
+            )
+        except EvoregError as error:
+            raise EvoregError(f"cell {where.relative_to(out)}: {error}") from error
+    record = read_cell(where, out)
+    record["status"] = status
+    return record
+
+
+def _finished_budget(where: Path) -> float:
+    """The budget a cell's finished run was given (-inf when it has not finished)."""
+    path = where / RESULT_FILE
+    if not path.exists():
+        return float("-inf")
+    return json.loads(path.read_text())["budget"]

@@ -1,0 +1,8 @@
+import pytest
+
+import evoreg
+
+
+@pytest.fixture
+def real_space() -> evoreg.Real:
+    return evoreg.Real(5)

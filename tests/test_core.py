@@ -1,0 +1,136 @@
+"""Spaces, populations and the optimizer base class's checks."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import evoreg
+from evoreg import Categorical, EvoregError, LazyPopulation, Population, Real
+
+
+def test_real_space_initial_and_validation():
+    space = Real(3, init=lambda: torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.equal(space.initial(), torch.tensor([1.0, 2.0, 3.0]))
+    assert space.validate(torch.zeros(4, 3, dtype=torch.float64), 4).dtype == torch.float32
+    with pytest.raises(EvoregError, match=r"shape \(4, 3\)"):
+        space.validate(torch.zeros(4, 2), 4)
+    with pytest.raises(EvoregError, match="init has 2 values"):
+        Real(3, init=torch.zeros(2)).initial()
+    with pytest.raises(EvoregError, match="dim must be a positive int"):
+        Real(0)
+
+
+def test_categorical_space_rejects_out_of_range_and_floats():
+    space = Categorical([2, 3])
+    assert space.validate(torch.tensor([[1, 2]]), 1).dtype == torch.int64
+    with pytest.raises(EvoregError, match="outside"):
+        space.validate(torch.tensor([[2, 0]]), 1)
+    with pytest.raises(EvoregError, match="int64"):
+        space.validate(torch.zeros(1, 2), 1)
+
+
+def test_lazy_population_is_deterministic_and_chunkable():
+    parents = torch.randn(3, 50)
+    pop = LazyPopulation(
+        parents,
+        parent_index=torch.tensor([0, 1, 2, 0, 1]),
+        seeds=torch.tensor([11, 12, 13, 14, 15]),
+        sigmas=torch.tensor([0.0, 0.5, 0.5, 0.1, 0.0]),
+    )
+    whole = pop.values
+    assert whole.shape == (5, 50)
+    assert torch.equal(whole, pop.values)  # the same values on every call
+    assert torch.equal(torch.cat([rows for _, rows in pop.chunks(2)]), whole)
+    assert torch.equal(pop.rows(3, 4)[0], whole[3])
+    assert torch.equal(whole[0], parents[0]) and torch.equal(whole[4], parents[1])
+    expected = parents[0] + 0.1 * evoreg.noise(14, 50)
+    assert torch.allclose(whole[3], expected)
+    assert not torch.equal(whole[1], parents[1])
+
+
+def _random_search(space=None, **config):
+    return evoreg.make_optimizer("random-search", space or Real(4), seed=0, **config)
+
+
+def test_ask_gives_fresh_unique_ids():
+    opt = _random_search(popsize=6)
+    first, second = opt.ask(), opt.ask(3)
+    ids = torch.cat([first.ids, second.ids])
+    assert ids.dtype == torch.int64 and len(set(ids.tolist())) == 9
+    with pytest.raises(EvoregError, match="positive int"):
+        opt.ask(0)
+
+
+def test_tell_rejects_wrong_length_shape_foreign_and_repeated_populations():
+    opt = _random_search(popsize=4)
+    pop = opt.ask()
+    with pytest.raises(EvoregError, match="expected 4 losses"):
+        opt.tell(pop, torch.zeros(3))
+    with pytest.raises(EvoregError, match=r"shape \(4,\)"):
+        opt.tell(pop, torch.zeros(4, 1))
+    with pytest.raises(EvoregError, match="not handed out"):
+        opt.tell(Population(pop.values.clone()), torch.zeros(4))
+    with pytest.raises(EvoregError, match="not handed out"):
+        opt.tell(_random_search(popsize=4).ask(), torch.zeros(4))
+    opt.tell(pop, [3.0, 1.0, 2.0, 4.0])
+    with pytest.raises(EvoregError, match="already told"):
+        opt.tell(pop, torch.zeros(4))
+    assert opt.generation == 1
+    assert opt.best_loss == 1.0
+    assert torch.equal(opt.recommend(), pop.values[1])
+
+
+def test_nan_and_inf_losses_count_as_worst_with_one_warning():
+    opt = _random_search(popsize=3)
+    pop = opt.ask()
+    with pytest.warns(RuntimeWarning, match="NaN/inf"):
+        opt.tell(pop, [float("nan"), 5.0, float("-inf")])
+    assert opt.best_loss == 5.0
+    assert torch.equal(opt.recommend(), pop.values[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the warning is given once, not every generation
+        opt.tell(opt.ask(), [float("nan"), 1.0, 2.0])
+    assert opt.best_loss == 1.0
+
+
+def test_losses_accept_numpy_lists_and_tensors():
+    opt = _random_search(popsize=2)
+    opt.tell(opt.ask(), np.array([1.0, 2.0]))
+    opt.tell(opt.ask(), torch.tensor([0.5, 2.0], dtype=torch.float64))
+    with pytest.raises(EvoregError, match="numbers"):
+        opt.tell(opt.ask(), ["a", "b"])
+    assert opt.best_loss == 0.5
+
+
+def test_unknown_and_out_of_range_hyperparameters_are_refused():
+    with pytest.raises(EvoregError, match="popsize"):
+        _random_search(popsze=3)
+    with pytest.raises(EvoregError, match="popsize must be >= 1"):
+        _random_search(popsize=0)
+    with pytest.raises(EvoregError, match="is not a int"):
+        _random_search(popsize="many")
+
+
+def test_string_hyperparameters_are_converted_by_type():
+    opt = _random_search(popsize="7")
+    assert opt.config.popsize == 7
+
+
+def test_state_dict_refuses_another_optimizer():
+    state = _random_search().state_dict()
+    other = evoreg.make_optimizer("random-search", Real(4))
+    other.name = "something-else"
+    with pytest.raises(EvoregError, match="cannot load"):
+        other.load_state_dict(state)
+
+
+def test_devices():
+    from evoreg.devices import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    with pytest.raises(EvoregError, match="use 'auto'"):
+        resolve_device("tpu")
