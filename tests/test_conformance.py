@@ -37,7 +37,11 @@ def _bit_genome() -> Genome:
     return Genome(sample, mutate)
 
 
-SPACES = {"real": lambda: Real(5), "categorical": lambda: Categorical([3] * 6), "genome": _bit_genome}
+SPACES = {
+    "real": lambda: Real(5),
+    "categorical": lambda: Categorical([3] * 6),
+    "genome": _bit_genome,
+}
 
 
 def _toy_losses(space, values) -> torch.Tensor:

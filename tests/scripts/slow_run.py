@@ -1,4 +1,4 @@
-"""A run that is slow enough to be killed mid-way: python slow_run.py OUT_DIR OPTIMIZER [--resume]."""
+"""A run slow enough to be killed mid-way: python slow_run.py OUT_DIR OPTIMIZER [--resume]."""
 
 import json
 import sys
