@@ -45,7 +45,9 @@ def plot_median_curves(
         runs = [run for run in runs if len(run[0])]
         if not runs:
             continue
-        grid = np.linspace(0, max(run[0][-1] for run in runs), 200)
+        # From the first generation's end: before it no run has a loss to show.
+        start = min(run[0][0] for run in runs)
+        grid = np.linspace(start, max(run[0][-1] for run in runs), 200)
         stacked = np.stack([_step(grid, cost, loss) for cost, loss in runs])
         median = np.nanmedian(stacked, axis=0)
         (line,) = axis.plot(grid, median, label=f"{label} (n={len(runs)})")
@@ -66,6 +68,9 @@ def _step(grid: np.ndarray, cost: np.ndarray, loss: np.ndarray) -> np.ndarray:
 
 
 def _finish(axis, title: str, unit: str) -> None:
+    low, high = axis.dataLim.y0, axis.dataLim.y1
+    if low > 0 and high / low > 100:  # losses spanning decades: convergence shows on a log axis
+        axis.set_yscale("log")
     axis.set_xlabel(unit)
     axis.set_ylabel("loss")
     axis.set_title(title)

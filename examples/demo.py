@@ -16,7 +16,6 @@ import dataclasses
 import shutil
 import statistics
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -99,11 +98,8 @@ if __name__ == "__main__":
     plots = []
     for label, by_optimizer in curves.items():
         path = out / f"{label}.png"
-        with warnings.catch_warnings():
-            # Before the first generation ends no run has a loss: an all-NaN grid column.
-            warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
-            plot_median_curves(by_optimizer, path,
-                               f"{label}: median best loss (quartiles shaded)", "evaluations")
+        plot_median_curves(by_optimizer, path,
+                           f"{label}: median best loss (quartiles shaded)", "evaluations")
         plots.append(path)
     print(f"\n{len(best) * args.seeds} runs in {time.perf_counter() - started:.0f} s")
     print(f"plots: {', '.join(map(str, plots))}")
