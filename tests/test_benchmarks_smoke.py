@@ -1,0 +1,77 @@
+"""Smoke tests of the benchmark scripts: tiny sizes, results in a tmp folder, docs untouched."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def _load_common():
+    spec = importlib.util.spec_from_file_location("benchmarks_common", BENCHMARKS / "common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ask_tell_overhead_quick(tmp_path):
+    doc = ROOT / "docs" / "benchmarks.md"
+    doc_before = doc.read_text() if doc.exists() else None
+    command = [
+        sys.executable, str(BENCHMARKS / "ask_tell_overhead.py"), "--quick",
+        "--dim", "64", "--popsize", "8", "--repeats", "2", "--ng-candidates", "3",
+        "--copies", "2", "--bandwidth-mb", "0.1", "--out", str(tmp_path), "--no-doc",
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    assert [p.name for p in tmp_path.iterdir()] == ["ask_tell_overhead.json"]
+    result = json.loads((tmp_path / "ask_tell_overhead.json").read_text())
+    for key in ("benchmark", "date", "command", "machine", "device", "torch", "versions",
+                "config", "repeats", "medians", "ratios", "bound", "breakdown_us", "goal"):
+        assert key in result, key
+    assert result["benchmark"] == "ask_tell_overhead"
+    assert "ask_tell_overhead.py" in result["command"] and "--quick" in result["command"]
+    assert result["config"]["dim"] == 64 and result["config"]["popsize"] == 8
+    assert "torch" in result["versions"] and "nevergrad" in result["versions"]
+    assert len(result["repeats"]) == 2
+    for record in result["repeats"]:
+        for step in ("evoreg", "ng:RandomSearch", "ng:OnePlusOne"):
+            assert record[step]["per_candidate_us"] > 0
+            assert record[step]["ask_s"] > 0 and record[step]["tell_s"] > 0
+        assert record["evoreg"]["candidates"] == 8
+        assert record["ng:RandomSearch"]["candidates"] == 3
+        assert all(s > 0 for s in record["bandwidth"]["seconds"])
+    medians = result["medians"]
+    for key in ("evoreg_us", "ng:RandomSearch_us", "ng:OnePlusOne_us", "bound_us",
+                "copy_bytes_per_second"):
+        assert medians[key] > 0, key
+    assert result["bound"]["bytes_per_candidate"] == 64 * 4
+    assert result["bound"]["evoreg_multiple_of_bound"] > 0
+    assert all(ratio > 0 for key, ratio in result["ratios"].items() if key.startswith("ng:"))
+    assert isinstance(result["goal"]["met"], bool)
+    # --no-doc: the shared table is not touched
+    assert (doc.read_text() if doc.exists() else None) == doc_before
+
+
+def test_doc_table_adds_then_replaces_one_line(tmp_path):
+    common = _load_common()
+    doc = tmp_path / "docs" / "benchmarks.md"
+    row = {"benchmark": "demo", "date": "2026-01-01", "machine": "m", "figure": "1 µs",
+           "goal": "< 2 µs", "met": "yes", "command": "python benchmarks/demo.py --a|b"}
+    common.update_doc_table(row, doc)
+    common.update_doc_table({**row, "benchmark": "other"}, doc)
+    common.update_doc_table({**row, "figure": "3 µs", "met": "no"}, doc)
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks")
+    assert "| benchmark | date | machine | figure | goal | met? | command |" in text
+    lines = [line for line in text.splitlines() if line.startswith("| demo |")]
+    assert len(lines) == 1 and "3 µs" in lines[0] and "| no |" in lines[0]
+    assert "--a\\|b" in lines[0]  # a pipe inside a cell is escaped
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["demo", "other"]
