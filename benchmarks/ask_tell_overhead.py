@@ -31,6 +31,9 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import evoreg  # first: it enables torch's huge-page allocations, read at torch's first use
+
+# isort: split
 import nevergrad as ng
 import numpy as np
 import torch
@@ -50,7 +53,6 @@ from common import (  # noqa: E402
     write_result,
 )
 
-import evoreg  # noqa: E402
 from evoreg.devices import resolve_device  # noqa: E402
 
 NAME = "ask_tell_overhead"

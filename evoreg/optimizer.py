@@ -40,6 +40,8 @@ class Optimizer:
     citation: ClassVar[str] = ""
     #: Spaces the algorithm accepts.
     spaces: ClassVar[tuple[type, ...]] = (Space,)
+    #: Attributes rebuilt by ``setup()`` and left out of ``state_dict()`` (caches, tables).
+    transient: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, space: Space, *, seed: int = 0, device: str | torch.device = "cpu", **config: Any
@@ -134,9 +136,8 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: counters, best, RNGs and the algorithm's state."""
-        algorithm = {
-            key: value for key, value in vars(self).items() if key not in self._base_attributes
-        }
+        skip = self._base_attributes | set(self.transient)
+        algorithm = {key: value for key, value in vars(self).items() if key not in skip}
         return {
             "name": self.name,
             "config": dataclasses.asdict(self.config),

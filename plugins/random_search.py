@@ -1,23 +1,28 @@
 """Random search: the smallest example of an evoreg optimizer plugin.
 
-Each candidate is drawn independently: around the space's ``init`` with the space's
-``sigma`` for ``Real``, uniformly per slot for ``Categorical``, by ``space.sample`` for
-``Genome``. Brooks, "A discussion of random methods for seeking maxima" (Operations
-Research, 1958).
+Each candidate is drawn independently of the losses: around the space's ``init`` with the
+space's ``sigma`` for ``Real``, uniformly per slot for ``Categorical``, by ``space.sample``
+for ``Genome``. For ``Real`` spaces the Gaussian perturbations are, by default, windows of a
+shared noise table (Salimans et al. 2017), which makes asking for 1000 candidates of 92k
+weights about ten times cheaper than drawing fresh normals; ``noise="fresh"`` draws them.
+Brooks, "A discussion of random methods for seeking maxima" (Operations Research, 1958).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from evoreg import Categorical, Genome, Optimizer, Population, Real, hookimpl
+from evoreg.noise_table import NoiseTable, table_size_for
 
 
 @dataclass
 class Config:
     popsize: int = 16  #: candidates per ask
+    noise: Literal["table", "fresh"] = "table"  #: shared noise table, or fresh normals
 
     def __post_init__(self) -> None:
         if self.popsize < 1:
@@ -30,14 +35,20 @@ class RandomSearch(Optimizer):
     Config = Config
     citation = "Brooks (1958), Operations Research 6(2)"
     spaces = (Real, Categorical, Genome)
+    transient = ("table",)
 
     def setup(self) -> None:
         if isinstance(self.space, Real):
             self.center = self.space.initial().to(self.device)
+            size = table_size_for(self.space.dim)
+            self.table = NoiseTable(size, device=self.device)
 
     def _ask(self, n: int) -> Population | torch.Tensor | list:
         space = self.space
         if isinstance(space, Real):
+            if self.config.noise == "table":
+                offsets = self.table.offsets(n, space.dim, self.generator)
+                return self.table.perturb(self.center, space.sigma, offsets)
             noise = torch.randn(n, space.dim, generator=self.generator, device=self.device)
             return noise.mul_(space.sigma).add_(self.center)
         if isinstance(space, Categorical):

@@ -134,3 +134,20 @@ def test_devices():
     assert resolve_device("auto").type == expected
     with pytest.raises(EvoregError, match="use 'auto'"):
         resolve_device("tpu")
+
+
+def test_noise_table_windows():
+    from evoreg.noise_table import NoiseTable, table_size_for
+
+    table = NoiseTable(table_size_for(7))
+    offsets = table.offsets(6, 7, torch.Generator().manual_seed(0))
+    assert offsets.min() >= 0 and offsets.max() <= table.size - 7
+    center = torch.arange(7.0)
+    rows = table.perturb(center, 0.5, offsets)
+    for row, offset in zip(rows, offsets.tolist()):
+        assert torch.allclose(row, center + 0.5 * table.values[offset : offset + 7])
+    per_row = table.perturb(center, torch.linspace(0, 1, 6), offsets)
+    assert torch.equal(per_row[0], center)
+    assert NoiseTable(table.size).values is table.values  # one table per process
+    with pytest.raises(ValueError, match="cannot hold"):
+        table_size_for(100, size=10)
