@@ -38,6 +38,10 @@ Resuming (``resume=True``, ``--resume``): a cell whose ``result.json`` reached t
 skipped; any other cell continues from its checkpoint (or starts again if it has none), so
 a killed bench picks up where it stopped and raising ``budget`` extends finished cells.
 Without ``resume`` a non-empty ``out_dir`` is refused, so results are never mixed.
+
+A cell that raises stops the bench, unless ``keep_going=True`` (``--keep-going``): then its
+traceback goes to the cell's ``error.txt``, its record says ``"status": "failed"``, the
+other cells run, and a later ``--resume`` tries it again.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -62,6 +67,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 SETTINGS = ("budget", "seeds", "device", "checkpoint_every", "problem", "optimizer")
+ERROR_FILE = "error.txt"
 RESERVED = {"problem": ("name", "label", "budget"), "optimizer": ("name", "label")}
 
 #: Called after each cell with (index from 1, number of cells, the cell's record).
@@ -203,6 +209,7 @@ def bench(
     out_dir: str | os.PathLike,
     resume: bool = False,
     progress: Progress | None = None,
+    keep_going: bool = False,
 ) -> list[dict[str, Any]]:
     """Run the grid of ``config`` into ``out_dir``; return the summary rows.
 
@@ -219,7 +226,12 @@ def bench(
     cells = list(grid.cells())
     records = []
     for index, (problem, optimizer, seed) in enumerate(cells, 1):
-        record = _run_cell(grid, problem, optimizer, seed, out, resume)
+        try:
+            record = _run_cell(grid, problem, optimizer, seed, out, resume)
+        except Exception as error:
+            if not keep_going:
+                raise
+            record = _failed_cell(problem, optimizer, seed, out, error)
         records.append(record)
         if progress is not None:
             progress(index, len(cells), record)
@@ -267,9 +279,31 @@ def _run_cell(
             )
         except EvoregError as error:
             raise EvoregError(f"cell {where.relative_to(out)}: {error}") from error
+        (where / ERROR_FILE).unlink(missing_ok=True)  # from an earlier failed attempt
     record = read_cell(where, out)
     record["status"] = status
     return record
+
+
+def _failed_cell(
+    problem: Arm, optimizer: Arm, seed: int, out: Path, error: Exception
+) -> dict[str, Any]:
+    where = cell_dir(out, problem, optimizer, seed)
+    where.mkdir(parents=True, exist_ok=True)
+    (where / ERROR_FILE).write_text(
+        "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    )
+    return {
+        "problem": problem.label,
+        "optimizer": optimizer.label,
+        "problem_name": problem.name,
+        "optimizer_name": optimizer.name,
+        "seed": seed,
+        "dir": str(where),
+        "finished": False,
+        "status": "failed",
+        "error": " ".join(f"{type(error).__name__}: {error}".split()),
+    }
 
 
 def _finished_budget(where: Path) -> float:

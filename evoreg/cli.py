@@ -2,17 +2,19 @@
 
 Bad input (an unknown name, a bad ``--set``, a bad TOML file, a missing file, any
 ``EvoregError`` from the core) exits with status 2 and one line on stderr saying what is
-wrong and what is accepted. Anything else is a bug and keeps its traceback.
+wrong and what is accepted. Anything else is a bug: its traceback is printed and the status is 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import inspect
 import os
 import re
 import sys
+import traceback
 import typing
 import warnings
 from collections.abc import Sequence
@@ -38,6 +40,20 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    try:
+        status = _main(argv)
+    except Exception:  # a bug: keep its traceback
+        traceback.print_exc()
+        status = 1
+    if status != 0:
+        # Outside the except clauses the failed frames are released; collect them now.
+        # Some optimizers (nevergrad's scipy-based ones) stop a worker thread only when
+        # collected, and that thread, kept alive, would hang the interpreter's exit.
+        gc.collect()
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         try:
@@ -53,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except OSError as error:
         if error.filename is None:
-            raise  # not about a path the user gave: a bug, keep the traceback
+            raise  # not about a path the user gave: a bug
         _fail(f"cannot use {error.filename}: {error.strerror}")
     except KeyboardInterrupt:
         print("evoreg: interrupted (run or bench again with --resume to continue)",
@@ -104,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, required=True, metavar="DIR")
     bench.add_argument("--resume", action="store_true",
                        help="skip finished cells, continue unfinished ones")
+    bench.add_argument("--keep-going", action="store_true",
+                       help="record a failing cell (its traceback in error.txt) and go on")
     bench.set_defaults(handler=cmd_bench)
 
     report = commands.add_parser("report", help="summary table and plots of a bench or run")
@@ -413,18 +431,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     _registry()
 
+    failed: list[str] = []
+
     def progress(index: int, total: int, cell: dict[str, Any]) -> None:
         where = f"{cell['problem']}/{cell['optimizer']}/seed{cell['seed']}"
-        print(
-            f"[{index}/{total}] {where}: best loss {_short(cell['best_loss'])} "
-            f"in {cell['wall_time']:.2f} s ({cell['status']})",
-            file=sys.stderr,
-        )
+        if cell["status"] == "failed":
+            failed.append(where)
+            outcome = f"FAILED: {cell['error']}"
+        else:
+            outcome = f"best loss {_short(cell['best_loss'])} in {cell['wall_time']:.2f} s"
+        print(f"[{index}/{total}] {where}: {outcome} ({cell['status']})", file=sys.stderr)
 
-    rows = bench(args.config, args.out, resume=args.resume, progress=progress)
-    print(summary_markdown(rows))
+    rows = bench(args.config, args.out, resume=args.resume, progress=progress,
+                 keep_going=args.keep_going)
+    print(summary_markdown(rows) if rows else "no cell finished")
     print(f"\nwrote {args.out / 'summary.md'} and {args.out / 'summary.json'}; "
           f"plots: evoreg report {args.out}")
+    if failed:
+        print(f"{len(failed)} cell(s) failed (tracebacks in their error.txt): "
+              + ", ".join(failed), file=sys.stderr)
+        return 1
     return 0
 
 

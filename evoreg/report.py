@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -209,11 +208,7 @@ def plot_problems(root: Path, cells: list[dict[str, Any]]) -> list[Path]:
         path = root / PLOTS_DIR / f"{safe_filename(problem)}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         title = f"{problem}: median best loss over seeds (band: quartiles)"
-        with warnings.catch_warnings():
-            # Grid points before any run's first generation are all-NaN: left blank on
-            # purpose, so numpy's "All-NaN slice" warning says nothing useful here.
-            warnings.simplefilter("ignore", RuntimeWarning)
-            plot_median_curves(curves, path, title, units[problem])
+        plot_median_curves(curves, path, title, units[problem])
         written.append(path)
     return written
 
