@@ -15,6 +15,7 @@ import pytest
 
 import evoreg
 import evoreg.registry
+import evoreg.runner
 from evoreg.cli import main
 from evoreg.plugins.random_search import RandomSearch
 
@@ -202,6 +203,17 @@ def test_bad_input_exits_2_with_one_line(tmp_path, monkeypatch, capsys, args, ex
     monkeypatch.chdir(tmp_path)
     assert main(args) == 2
     assert expected in error_line(capsys)
+
+
+def test_a_bug_keeps_its_traceback_and_exits_1(tmp_path, monkeypatch, capsys):
+    def crash(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(evoreg.runner, "run", crash)
+    assert main(run_args(tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert err.strip().endswith("RuntimeError: boom")
 
 
 def test_help_exits_0(capsys):
