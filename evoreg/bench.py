@@ -10,7 +10,7 @@ The config file::
     budget = 2000            # per cell, in each problem's unit (evaluations, frames...)
     seeds = [0, 1, 2]        # or a count: seeds = 3 means 0, 1, 2
     device = "cpu"           # optional: "auto" (default), "cpu", "cuda", "cuda:1"
-    checkpoint_every = 10    # optional: generations between checkpoints (default 10)
+    checkpoint_every = 10    # optional: generations between checkpoints (default: every 30 s)
 
     [[problem]]
     name = "sphere"          # a registered problem (`evoreg list problems`)
@@ -89,7 +89,7 @@ class Grid:
     budget: float | None
     seeds: list[int]
     device: str
-    checkpoint_every: int
+    checkpoint_every: int | None
     problems: list[Arm]
     optimizers: list[Arm]
 
@@ -131,8 +131,8 @@ def parse_grid(data: Mapping[str, Any]) -> Grid:
     budget = data.get("budget")
     if budget is not None or any(arm.budget is None for arm in problems):
         budget = _positive_number("budget", budget)
-    checkpoint_every = data.get("checkpoint_every", 10)
-    if not _is_int(checkpoint_every) or checkpoint_every < 1:
+    checkpoint_every = data.get("checkpoint_every")
+    if checkpoint_every is not None and (not _is_int(checkpoint_every) or checkpoint_every < 1):
         raise EvoregError(f"checkpoint_every must be an integer >= 1, got {checkpoint_every!r}")
     device = data.get("device", "auto")
     if not isinstance(device, str):

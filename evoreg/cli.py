@@ -111,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a hyperparameter; prefix problem. or optimizer. when both have it")
     runner.add_argument("--out", type=Path, help="default: runs/<problem>-<optimizer>-seed<S>")
     runner.add_argument("--resume", action="store_true", help="continue the run in --out")
-    runner.add_argument("--checkpoint-every", type=int, default=10, metavar="K",
-                        help="generations between checkpoints")
+    runner.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
+                        help="generations between checkpoints (default: every 30 s)")
     runner.set_defaults(handler=cmd_run)
 
     bench = commands.add_parser("bench", help="a problems x optimizers x seeds grid (TOML)")

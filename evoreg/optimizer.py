@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import pickle
 import warnings
 from typing import Any, ClassVar
 
@@ -150,7 +151,9 @@ class Optimizer:
             "generator": self.generator.get_state(),
             "rng": self.rng.bit_generator.state,
             "warned_nonfinite": self._warned_nonfinite,
-            "algorithm": copy.deepcopy(algorithm),
+            # Pickled: a copy (later steps cannot change it) that is also quick to save, where
+            # deepcopy plus torch.save of a large object graph (nevergrad's archive) is not.
+            "algorithm": pickle.dumps(algorithm, protocol=pickle.HIGHEST_PROTOCOL),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -165,7 +168,7 @@ class Optimizer:
         self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = state["rng"]
         self._warned_nonfinite = state["warned_nonfinite"]
-        for key, value in copy.deepcopy(state["algorithm"]).items():
+        for key, value in pickle.loads(state["algorithm"]).items():
             setattr(self, key, value)
 
     # ----------------------------------------------------------------- internals

@@ -1,10 +1,11 @@
 """The ask/evaluate/tell loop, with a log of every generation, checkpoints and resume.
 
 ``out_dir`` receives ``run.json`` (what was run), ``log.jsonl`` (a line per generation),
-``checkpoint.pt`` (written atomically every ``checkpoint_every`` generations and at the
-end), ``result.json`` and ``convergence.png``. ``resume=True`` continues a killed run from
-its last checkpoint; on CPU with the same seed it ends exactly where an uninterrupted run
-ends, because the optimizer's and the problem's random states are part of the checkpoint.
+``checkpoint.pt`` (written atomically every ``checkpoint_every`` generations, or by default
+every ``checkpoint_seconds`` of wall time, and at the end), ``result.json`` and
+``convergence.png``. ``resume=True`` continues a killed run from its last checkpoint; on
+CPU with the same seed it ends exactly where an uninterrupted run ends, because the
+optimizer's and the problem's random states are part of the checkpoint.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def run(
     *,
     seed: int = 0,
     out_dir: str | Path | None = None,
-    checkpoint_every: int = 10,
+    checkpoint_every: int | None = None,
+    checkpoint_seconds: float = 30.0,
     resume: bool = False,
     device: str = "cpu",
     problem_config: dict[str, Any] | None = None,
@@ -71,10 +73,13 @@ def run(
 
     ``problem`` and ``optimizer`` are registered names (built here with ``seed`` and
     ``device``) or ready objects. The last generation may overshoot the budget.
+    Checkpoints are written every ``checkpoint_every`` generations when it is given, else
+    whenever ``checkpoint_seconds`` have passed: an optimizer with a large state (nevergrad's
+    archive grows with every candidate) would otherwise spend its time saving.
     """
     if not budget > 0:
         raise EvoregError(f"budget must be > 0, got {budget!r}")
-    if checkpoint_every < 1:
+    if checkpoint_every is not None and checkpoint_every < 1:
         raise EvoregError(f"checkpoint_every must be >= 1, got {checkpoint_every!r}")
     problem_seed, optimizer_seed = derive_seeds(seed)
     if isinstance(problem, str):
@@ -105,6 +110,7 @@ def run(
     show = sys.stderr.isatty() if progress is None else progress
     bar = _progress_bar(show, budget, problem.budget_unit, state["cost"])
     started = time.perf_counter() - state["elapsed"]
+    last_checkpoint = time.perf_counter()
     log_file = open(out / LOG_FILE, "a") if out is not None else None  # noqa: SIM115
     try:
         while state["cost"] < budget:
@@ -122,8 +128,14 @@ def run(
             if bar is not None:
                 bar.update(float(evaluation.cost))
                 bar.set_postfix(best=f"{optimizer.best_loss:.4g}")
-            if out is not None and state["generation"] % checkpoint_every == 0:
+            due = (
+                state["generation"] % checkpoint_every == 0
+                if checkpoint_every is not None
+                else time.perf_counter() - last_checkpoint >= checkpoint_seconds
+            )
+            if out is not None and due:
                 _checkpoint(out, state, len(log), problem, optimizer)
+                last_checkpoint = time.perf_counter()
     finally:
         if log_file is not None:
             log_file.close()

@@ -262,7 +262,7 @@ def test_load_grid_seed_count_and_defaults(tmp_path):
     config = tmp_path / "bench.toml"
     config.write_text(TOML)
     grid = load_grid(config)
-    assert grid.seeds == [0, 1] and grid.checkpoint_every == 10
+    assert grid.seeds == [0, 1] and grid.checkpoint_every is None
     assert [arm.label for arm in grid.problems] == ["sphere", "rastrigin-2d"]
     assert grid.budget_of(grid.problems[1]) == 16
 
