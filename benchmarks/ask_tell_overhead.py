@@ -3,14 +3,15 @@
 At d = 92,234 (the LEEA network of Prellberg's thesis, ch. 5) and a population of 1000, it
 times, in ONE run with interleaved repeats:
 
-- evoreg ``random-search``: ``opt.ask()`` (1000 candidates) then ``opt.tell(pop, losses)``;
+- evoreg ``random-search``: ``opt.ask()`` (1000 candidates) then ``opt.tell(pop, losses)``,
+  with its default shared noise table and, for comparison, with fresh normals;
 - nevergrad ``RandomSearch`` and ``OnePlusOne`` used directly (``num_workers=popsize``):
   ``k`` asks then ``k`` tells, with ``k`` smaller than the population because nevergrad
   takes milliseconds per candidate at this size;
 - the memory-bandwidth bound: a candidate is ``d * 4`` bytes that must at least be written,
   so ``d * 4 / copy bandwidth`` is a lower bound on any ask that returns fresh values;
-- a breakdown of evoreg's ask (RNG, first touch of fresh memory, the plugin's scale and
-  shift, the base class's share), to say where the time goes.
+- a breakdown of evoreg's ask (table gather, fused scale-and-shift, RNG, first touch of
+  fresh memory, the base class's share), to say where the time goes.
 
 The loss is the sum of each row, computed from the asked values and not timed. Figures are
 per-candidate microseconds, medians over the repeats; ratios are medians of per-repeat
@@ -183,8 +184,15 @@ def time_breakdown(opt: evoreg.Optimizer, args: Args, device: torch.device) -> d
     generator = torch.Generator(device=device).manual_seed(args.seed + 1)
     buffer = torch.zeros(n, d, device=device)  # touched: no page faults below
     center = torch.zeros(d, device=device)
+    table = opt.table
+    offsets = table.offsets(n, d, generator)
+    windows = table.values.unfold(0, d, 1)
     parts = {
-        # what RandomSearch._ask does first: a fresh [n, d] tensor filled by the RNG
+        # what RandomSearch._ask does first: gather n windows of the noise table (fresh tensor)
+        "table_gather": lambda: torch.index_select(windows, 0, offsets),
+        # then center + sigma * window, fused, in place
+        "addcmul_inplace": lambda: torch.addcmul(center, buffer, torch.ones(n, 1), out=buffer),
+        # the alternative (noise_table=False): fresh normals from the RNG
         "randn_fresh": lambda: torch.randn(n, d, generator=generator, device=device),
         # the RNG alone, into memory already touched
         "randn_inplace": lambda: buffer.normal_(generator=generator),
@@ -192,8 +200,6 @@ def time_breakdown(opt: evoreg.Optimizer, args: Args, device: torch.device) -> d
         "alloc_first_touch": lambda: torch.empty(n, d, device=device).fill_(0.0),
         # one write pass over touched memory
         "fill_touched": lambda: buffer.fill_(0.0),
-        # the plugin's noise.mul_(sigma).add_(center): two more passes
-        "mul_add": lambda: buffer.mul_(1.0).add_(center),
         # the whole plugin, without the base class
         "plugin_ask": lambda: opt._ask(n),
         # the base class's check of the plugin's values (Real.validate)
@@ -218,13 +224,19 @@ def run(args: Args) -> dict:
         "random-search", evoreg.Real(args.dim), popsize=args.popsize, seed=args.seed,
         device=device,
     )
+    # The same plugin drawing fresh normals instead of windows of its noise table.
+    fresh = evoreg.make_optimizer(
+        "random-search", evoreg.Real(args.dim), popsize=args.popsize, seed=args.seed,
+        device=device, noise_table=False,
+    )
     # warm-up, untimed: first calls (lazy imports, allocator, nevergrad's caches)
     time_evoreg(opt, device)
+    time_evoreg(fresh, device)
     for name in NEVERGRAD:
         time_nevergrad(name, Args(**{**asdict(args), "ng_candidates": 2}), args.seed)
     copy_bandwidth(min(bandwidth_bytes, 16_000_000), copies=1, device=device)
 
-    steps = ["evoreg", *(f"ng:{name}" for name in NEVERGRAD), "bandwidth"]
+    steps = ["evoreg", "evoreg_fresh", *(f"ng:{name}" for name in NEVERGRAD), "bandwidth"]
     if args.breakdown:
         steps.append("breakdown")
     repeats = []
@@ -235,6 +247,8 @@ def run(args: Args) -> dict:
             gc.collect()
             if step == "evoreg":
                 record[step] = time_evoreg(opt, device)
+            elif step == "evoreg_fresh":
+                record[step] = time_evoreg(fresh, device)
             elif step.startswith("ng:"):
                 record[step] = time_nevergrad(step[3:], args, args.seed + 1000 * (r + 1))
             elif step == "bandwidth":
@@ -249,7 +263,7 @@ def run(args: Args) -> dict:
 
 def _progress(record: dict) -> str:
     parts = [f"repeat {record['repeat']}:"]
-    for step in ("evoreg", *(f"ng:{name}" for name in NEVERGRAD)):
+    for step in ("evoreg", "evoreg_fresh", *(f"ng:{name}" for name in NEVERGRAD)):
         parts.append(f"{step} {record[step]['per_candidate_us']:.1f} us/cand")
     parts.append(f"copy {record['bandwidth']['bytes_per_second'] / 1e9:.2f} GB/s")
     return "  ".join(parts)
@@ -260,14 +274,17 @@ def summarise(args: Args, info: dict, device: torch.device, repeats: list[dict])
     evoreg_us = [r["evoreg"]["per_candidate_us"] for r in repeats]
     bandwidth = [r["bandwidth"]["bytes_per_second"] for r in repeats]
     bound_us = [per_candidate_us(bytes_per_candidate / b, 1) for b in bandwidth]
-    medians: dict = {"evoreg_us": median(evoreg_us)}
+    medians: dict = {
+        "evoreg_us": median(evoreg_us),
+        "evoreg_fresh_us": median([r["evoreg_fresh"]["per_candidate_us"] for r in repeats]),
+    }
     ratios = {}
     for name in NEVERGRAD:
         key = f"ng:{name}"
         ng_us = [r[key]["per_candidate_us"] for r in repeats]
         medians[f"{key}_us"] = median(ng_us)
         ratios[f"{key}/evoreg"] = median([a / b for a, b in zip(ng_us, evoreg_us)])
-    for key in ("evoreg", *(f"ng:{name}" for name in NEVERGRAD)):
+    for key in ("evoreg", "evoreg_fresh", *(f"ng:{name}" for name in NEVERGRAD)):
         for part in ("ask", "tell"):
             medians[f"{key}_{part}_us"] = median(
                 [per_candidate_us(r[key][f"{part}_s"], r[key]["candidates"]) for r in repeats]
@@ -323,7 +340,8 @@ def doc_row(result: dict) -> dict:
     )
     figure = (
         f"d={c['dim']:,}, pop {c['popsize']}: ask+tell per candidate, evoreg random-search "
-        f"{m['evoreg_us']:,.0f} µs; nevergrad {nevergrad} µs; "
+        f"{m['evoreg_us']:,.0f} µs (fresh normals instead of the noise table: "
+        f"{m['evoreg_fresh_us']:,.0f}); nevergrad {nevergrad} µs; "
         f"copy bound {b['per_candidate_us']:.0f} µs ({b['copy_bytes_per_second'] / 1e9:.1f} GB/s), "
         f"evoreg = "
         f"{b['evoreg_multiple_of_bound']:.1f}x bound"
@@ -351,7 +369,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"updated {update_doc_table(doc_row(result))}")
     m, b = result["medians"], result["bound"]
     print(f"evoreg random-search: {m['evoreg_us']:.1f} us/candidate "
-          f"(ask {m['evoreg_ask_us']:.1f}, tell {m['evoreg_tell_us']:.2f})")
+          f"(ask {m['evoreg_ask_us']:.1f}, tell {m['evoreg_tell_us']:.2f}); "
+          f"with fresh normals {m['evoreg_fresh_us']:.1f}")
     for name in NEVERGRAD:
         print(f"nevergrad {name}: {m[f'ng:{name}_us']:.1f} us/candidate, "
               f"{result['ratios'][f'ng:{name}/evoreg']:.1f}x evoreg's")
