@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from .config import config_fields
 from .environment import machine, versions
 from .errors import EvoregError
 from .optimizer import Optimizer
 from .problem import Problem
-from .registry import make_optimizer, make_problem
+from .registry import get_registry, make_optimizer, make_problem
 
 RUN_FILE, LOG_FILE, CHECKPOINT_FILE, RESULT_FILE = (
     "run.json",
@@ -85,9 +86,13 @@ def run(
     if isinstance(problem, str):
         problem = make_problem(problem, seed=problem_seed, device=device, **(problem_config or {}))
     if isinstance(optimizer, str):
+        optimizer_config = dict(optimizer_config or {})
+        entry_config = get_registry().get("optimizer", optimizer).config
+        if entry_config is not None and "budget" in {f.name for f in config_fields(entry_config)}:
+            # Optimizers that plan by their budget (nevergrad's NGOpt, say) get the run's.
+            optimizer_config.setdefault("budget", int(budget))
         optimizer = make_optimizer(
-            optimizer, problem.space, seed=optimizer_seed, device=device,
-            **(optimizer_config or {}),
+            optimizer, problem.space, seed=optimizer_seed, device=device, **optimizer_config
         )
     description = {
         "problem": problem.name,
