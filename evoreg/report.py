@@ -24,7 +24,7 @@ import numpy as np
 
 from .checkpoint import write_json
 from .errors import EvoregError
-from .runner import LOG_FILE, RESULT_FILE, RUN_FILE
+from .runner import RESULT_FILE, RUN_FILE, read_log
 
 SUMMARY_MD, SUMMARY_JSON, PLOTS_DIR, BENCH_FILE = (
     "summary.md",
@@ -78,18 +78,6 @@ def _labels(run_dir: Path, root: Path, description: dict[str, Any]) -> tuple[str
     if len(parts) == 3 and re.fullmatch(r"seed-?\d+", parts[2]):
         return parts[0], parts[1]  # a bench cell: its labels, not its registered names
     return description["problem"], description["optimizer"]
-
-
-def read_log(run_dir: Path) -> list[dict[str, Any]]:
-    records = []
-    path = run_dir / LOG_FILE
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break  # a line cut by a kill
-    return records
 
 
 # --------------------------------------------------------------------------- summary

@@ -240,7 +240,7 @@ def _prepare_out_dir(
         optimizer.load_state_dict(checkpoint["optimizer"])
         problem.load_state_dict(checkpoint["problem"])
         state = {key: checkpoint[key] for key in ("generation", "cost", "elapsed")}
-        log = _read_log(out / LOG_FILE)[: checkpoint["log_lines"]]
+        log = read_log(out)[: checkpoint["log_lines"]]
     # Lines written after the last checkpoint belong to generations that are run again.
     with open(out / LOG_FILE, "w") as log_file:
         log_file.writelines(json.dumps(record) + "\n" for record in log)
@@ -251,7 +251,9 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=repr))
 
 
-def _read_log(path: Path) -> list[dict[str, Any]]:
+def read_log(run_dir: Path) -> list[dict[str, Any]]:
+    """The generation records of a run directory, up to a line cut by a kill."""
+    path = Path(run_dir) / LOG_FILE
     records = []
     if path.exists():
         for line in path.read_text().splitlines():
