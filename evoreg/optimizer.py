@@ -175,11 +175,11 @@ class Optimizer:
     def _check_losses(self, losses: Any, n: int) -> torch.Tensor:
         if isinstance(losses, torch.Tensor):
             losses = losses.detach()
-        try:
-            losses = torch.as_tensor(np.asarray(losses, dtype=np.float64)
-                                     if not isinstance(losses, torch.Tensor) else losses)
-        except (TypeError, ValueError) as error:
-            raise EvoregError(f"{self.name}.tell: losses must be numbers ({error})") from None
+        else:
+            try:
+                losses = torch.as_tensor(np.asarray(losses, dtype=np.float64))
+            except (TypeError, ValueError) as error:
+                raise EvoregError(f"{self.name}.tell: losses must be numbers ({error})") from None
         if losses.shape != (n,):
             raise EvoregError(
                 f"{self.name}.tell: expected {n} losses of shape ({n},), "
