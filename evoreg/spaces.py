@@ -32,6 +32,9 @@ class Real(Space):
     ``init`` is where optimizers start: a tensor of shape ``[dim]``, a callable returning one
     (e.g. a network's initial weights), or ``None`` for zeros. ``sigma`` is the scale of the
     search around it, for optimizers that need one. ``lower``/``upper`` optionally bound it.
+    ``sample_init(n, generator)`` optionally draws ``n`` independent starting points as a
+    ``Tensor[n, dim]`` (fresh network initialisations), for population methods that start
+    from a diverse population.
     """
 
     dim: int
@@ -39,6 +42,7 @@ class Real(Space):
     sigma: float = 1.0
     lower: float | None = None
     upper: float | None = None
+    sample_init: Callable[[int, torch.Generator], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.dim, int) or self.dim < 1:
@@ -56,6 +60,24 @@ class Real(Space):
         if start.shape != (self.dim,):
             raise EvoregError(f"Real(dim={self.dim}): init has {start.numel()} values")
         return start
+
+    def initial_population(
+        self, n: int, generator: torch.Generator, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
+        """``n`` starting points: ``sample_init``'s draws if given, else the initial point
+        followed by ``n - 1`` perturbations of it with standard deviation ``sigma``."""
+        if self.sample_init is not None:
+            drawn = torch.as_tensor(self.sample_init(n, generator), dtype=torch.float32)
+            if drawn.shape != (n, self.dim):
+                raise EvoregError(
+                    f"Real(dim={self.dim}).sample_init({n}) returned shape {tuple(drawn.shape)}"
+                )
+            return drawn.to(device)
+        start = self.initial().to(device)
+        noise = torch.randn(n, self.dim, generator=generator, device=generator.device)
+        noise = noise.to(device).mul_(self.sigma)
+        noise[0] = 0.0
+        return noise.add_(start)
 
     def validate(self, values: Any, n: int) -> torch.Tensor:
         values = torch.as_tensor(values)
