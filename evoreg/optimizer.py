@@ -43,6 +43,9 @@ class Optimizer:
     spaces: ClassVar[tuple[type, ...]] = (Space,)
     #: Attributes rebuilt by ``setup()`` and left out of ``state_dict()`` (caches, tables).
     transient: ClassVar[tuple[str, ...]] = ()
+    #: Gradient methods (the ``adam`` and ``sgd`` baselines) need ``tell(pop, losses,
+    #: gradients=...)``; ``_tell`` finds them as ``pop.gradients``.
+    needs_gradients: ClassVar[bool] = False
 
     def __init__(
         self, space: Space, *, seed: int = 0, device: str | torch.device = "cpu", **config: Any
@@ -117,8 +120,12 @@ class Optimizer:
         self._pending.add(pop.serial)
         return pop
 
-    def tell(self, pop: Population, losses: Any) -> None:
-        """Report the loss of every candidate of ``pop`` (lower is better)."""
+    def tell(self, pop: Population, losses: Any, gradients: torch.Tensor | None = None) -> None:
+        """Report the loss of every candidate of ``pop`` (lower is better).
+
+        ``gradients`` (``Tensor[n, d]``, the loss's gradient at each candidate) is read only
+        by optimizers with ``needs_gradients``, and required by them.
+        """
         if not isinstance(pop, Population) or pop.owner != self._owner:
             raise EvoregError(
                 f"{self.name}.tell: this population was not handed out by this optimizer's ask()"
@@ -126,6 +133,8 @@ class Optimizer:
         if pop.serial not in self._pending:
             raise EvoregError(f"{self.name}.tell: this population was already told")
         losses = self._check_losses(losses, len(pop))
+        if self.needs_gradients:
+            pop.gradients = self._check_gradients(gradients, pop)
         self._pending.discard(pop.serial)
         self._track_best(pop, losses)
         self._tell(pop, losses)
@@ -197,6 +206,25 @@ class Optimizer:
                 self._warned_nonfinite = True
             losses = torch.where(finite, losses, torch.full_like(losses, float("inf")))
         return losses
+
+    def _check_gradients(self, gradients: Any, pop: Population) -> torch.Tensor:
+        if gradients is None:
+            raise EvoregError(
+                f"{self.name} is a gradient method: call tell(pop, losses, gradients=...) with "
+                "the loss's gradient at each candidate (evoreg.run gets them from problems "
+                "that provide gradients)"
+            )
+        gradients = torch.as_tensor(gradients).detach()
+        shape = (len(pop), getattr(self.space, "dim", -1))
+        if gradients.shape != shape:
+            raise EvoregError(
+                f"{self.name}.tell: expected gradients of shape {shape}, "
+                f"got {tuple(gradients.shape)}"
+            )
+        gradients = gradients.to(dtype=torch.float32, device=self.device)
+        if not bool(torch.isfinite(gradients).all()):
+            raise EvoregError(f"{self.name}.tell: the gradients hold NaN or inf")
+        return gradients
 
     def _track_best(self, pop: Population, losses: torch.Tensor) -> None:
         i = int(torch.argmin(losses))

@@ -24,6 +24,8 @@ class Population:
         # Set by the optimizer that hands the population out, to check tell().
         self.owner: int | None = None
         self.serial: int | None = None
+        # Set by tell() for gradient methods: the loss's gradient at each candidate.
+        self.gradients: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self._values)

@@ -17,11 +17,16 @@ from .spaces import Space
 
 @dataclasses.dataclass
 class Evaluation:
-    """Losses of one population (lower is better) and the budget it used."""
+    """Losses of one population (lower is better) and the budget it used.
+
+    ``gradients`` (``Tensor[n, d]``) is filled when ``evaluate(pop, gradients=True)`` was asked
+    of a problem that provides them. ``info`` values go into the run's log.
+    """
 
     losses: torch.Tensor
     cost: float
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    gradients: torch.Tensor | None = None
 
 
 class Problem:
@@ -37,6 +42,9 @@ class Problem:
     citation: ClassVar[str] = ""
     #: What the budget counts: "evaluations", "frames", "epochs", ...
     budget_unit: ClassVar[str] = "evaluations"
+    #: True if ``evaluate(pop, gradients=True)`` also returns each candidate's gradient, so
+    #: gradient baselines (``adam``, ``sgd``) can run on the problem.
+    provides_gradients: ClassVar[bool] = False
     space: Space
 
     def __init__(self, *, seed: int = 0, device: str | torch.device = "cpu", **config: Any):
@@ -52,6 +60,7 @@ class Problem:
         """Build the space, load data, ... (called once, after the config is set)."""
 
     def evaluate(self, pop: Population) -> Evaluation:
+        """Score ``pop``; a problem with ``provides_gradients`` also takes ``gradients=True``."""
         raise NotImplementedError
 
     def report(self, x: Any) -> dict[str, Any]:

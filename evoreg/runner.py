@@ -94,6 +94,11 @@ def run(
         optimizer = make_optimizer(
             optimizer, problem.space, seed=optimizer_seed, device=device, **optimizer_config
         )
+    if optimizer.needs_gradients and not problem.provides_gradients:
+        raise EvoregError(
+            f"{optimizer.name} is a gradient method and {problem.name} provides no gradients; "
+            "problems that do: " + ", ".join(_gradient_problems())
+        )
     description = {
         "problem": problem.name,
         "problem_config": dataclasses.asdict(problem.config),
@@ -120,8 +125,12 @@ def run(
     try:
         while state["cost"] < budget:
             pop = optimizer.ask()
-            evaluation = problem.evaluate(pop)
-            optimizer.tell(pop, evaluation.losses)
+            if optimizer.needs_gradients:
+                evaluation = problem.evaluate(pop, gradients=True)
+                optimizer.tell(pop, evaluation.losses, gradients=evaluation.gradients)
+            else:
+                evaluation = problem.evaluate(pop)
+                optimizer.tell(pop, evaluation.losses)
             state["generation"] += 1
             state["cost"] += float(evaluation.cost)
             state["elapsed"] = time.perf_counter() - started
@@ -180,6 +189,12 @@ def run(
             title = f"{problem.name} / {optimizer.name} (seed {seed})"
             plot_convergence(log, out / "convergence.png", title, problem.budget_unit)
     return result
+
+
+def _gradient_problems() -> list[str]:
+    entries = get_registry().entries["problem"].values()
+    names = [e.name for e in entries if getattr(e.factory, "provides_gradients", False)]
+    return sorted(names) or ["none registered"]
 
 
 def _record(state: dict[str, Any], optimizer: Optimizer, evaluation: Any) -> dict[str, Any]:

@@ -31,6 +31,7 @@ class Sphere(Problem):
 
     Config = Config
     chunk_size = 4096
+    provides_gradients = True
 
     def setup(self) -> None:
         self.space = Real(self.config.dim, sigma=1.0)
@@ -38,12 +39,20 @@ class Sphere(Problem):
     def function(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.config.optimum).pow(2).sum(dim=-1)
 
-    def evaluate(self, pop: Population) -> Evaluation:
+    def evaluate(self, pop: Population, gradients: bool = False) -> Evaluation:
         losses = torch.cat([self.function(rows.float()).cpu() for _, rows in
                             pop.chunks(self.chunk_size)])
         if self.config.noise > 0:
             losses += self.config.noise * torch.randn(len(losses), generator=self.generator)
-        return Evaluation(losses, cost=len(pop))
+        grads = self.gradients(pop.rows(0, len(pop)).float()) if gradients else None
+        return Evaluation(losses, cost=len(pop), gradients=grads)
+
+    def gradients(self, x: torch.Tensor) -> torch.Tensor:
+        """d loss / dx at each row (the noise does not depend on x), by autograd."""
+        with torch.enable_grad():
+            x = x.detach().clone().requires_grad_(True)
+            (grads,) = torch.autograd.grad(self.function(x).sum(), x)
+        return grads
 
     def report(self, x: torch.Tensor) -> dict[str, float]:
         return {"noise_free_loss": float(self.function(torch.as_tensor(x).float().cpu()))}

@@ -65,9 +65,22 @@ def _make(name: str, seed: int = 0):
     pytest.fail(f"{name} accepts none of the test spaces: {errors}")
 
 
+def _toy_gradients(space, values) -> torch.Tensor:
+    """The gradient of the Real toy loss, for gradient methods (adam, sgd)."""
+    return 2 * (torch.as_tensor(values) - 1.0)
+
+
+def _tell(opt, space, pop, losses=None):
+    losses = _toy_losses(space, pop.values) if losses is None else losses
+    if opt.needs_gradients:
+        opt.tell(pop, losses, gradients=_toy_gradients(space, pop.values))
+    else:
+        opt.tell(pop, losses)
+
+
 def _step(opt, space, n=None):
     pop = opt.ask(n)
-    opt.tell(pop, _toy_losses(space, pop.values))
+    _tell(opt, space, pop)
     return pop
 
 
@@ -103,9 +116,9 @@ def test_tell_validation(name):
     other, _ = _make(name)
     with pytest.raises(EvoregError):
         opt.tell(other.ask(), torch.zeros(n))
-    opt.tell(pop, _toy_losses(space, pop.values))
+    _tell(opt, space, pop)
     with pytest.raises(EvoregError, match="already told"):
-        opt.tell(pop, torch.zeros(n))
+        _tell(opt, space, pop, torch.zeros(n))
     assert opt.generation == 1
 
 
@@ -127,7 +140,7 @@ def test_state_dict_round_trip_gives_the_same_next_ask(name):
         assert torch.equal(continued.values, again.values)
     assert restored.best_loss == opt.best_loss and restored.generation == opt.generation
     # The restored copy keeps working.
-    restored.tell(again, _toy_losses(space, again.values))
+    _tell(restored, space, again)
 
 
 def test_improves_with_a_fixed_seed(name):

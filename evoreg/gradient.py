@@ -1,0 +1,52 @@
+"""Gradient baselines as optimizers: one candidate (the current weights) per generation.
+
+A gradient method asks for its current point, is told the loss and its gradient there
+(``tell(pop, losses, gradients=...)``; ``evoreg.run`` gets them from problems with
+``provides_gradients``) and takes one step of a ``torch.optim`` optimizer, so evolutionary
+results can be stated as ratios to gradient training on the same model, data and budget.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .errors import EvoregError
+from .optimizer import Optimizer
+from .population import Population
+from .spaces import Real
+
+
+class TorchOptimizerMethod(Optimizer):
+    """Base of ``adam`` and ``sgd``: a plugin writes only ``make_torch_optimizer``."""
+
+    spaces = (Real,)
+    needs_gradients = True
+
+    def make_torch_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    @property
+    def default_popsize(self) -> int:
+        return 1
+
+    def setup(self) -> None:
+        self.x = self.space.initial().to(self.device).requires_grad_(True)
+        self.torch_optimizer = self.make_torch_optimizer([self.x])
+
+    def _ask(self, n: int) -> torch.Tensor:
+        if n != 1:
+            raise EvoregError(f"{self.name} follows one point: ask() or ask(1), not ask({n})")
+        return self.x.detach().clone().unsqueeze(0)
+
+    def _tell(self, pop: Population, losses: torch.Tensor) -> None:
+        self.x.grad = pop.gradients[0].clone()
+        self.torch_optimizer.step()
+        if self.space.lower is not None or self.space.upper is not None:
+            with torch.no_grad():
+                self.x.clamp_(self.space.lower, self.space.upper)
+
+    def _recommend(self) -> Any:
+        # The trained weights, not the best minibatch loss seen: minibatch losses are noisy.
+        return self.x.detach().clone()
