@@ -17,6 +17,7 @@ _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 # isort: split
 from . import problems  # the package of built-in problems, callable: problems()
 from .errors import EvoregError, UnknownNameError
+from .evaluate import PopulationEvaluator, flatten_parameters, glorot_uniform_, parameter_count
 from .hookspecs import hookimpl
 from .optimizer import Optimizer
 from .population import LazyPopulation, Population, noise
@@ -35,16 +36,20 @@ __all__ = [
     "LazyPopulation",
     "Optimizer",
     "Population",
+    "PopulationEvaluator",
     "Problem",
     "Real",
     "RunResult",
     "Space",
     "UnknownNameError",
+    "flatten_parameters",
+    "glorot_uniform_",
     "hookimpl",
     "make_optimizer",
     "make_problem",
     "noise",
     "optimizers",
+    "parameter_count",
     "problems",
     "get_registry",
     "run",
