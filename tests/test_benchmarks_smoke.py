@@ -75,3 +75,37 @@ def test_doc_table_adds_then_replaces_one_line(tmp_path):
     assert "--a\\|b" in lines[0]  # a pipe inside a cell is escaped
     table = [line for line in text.splitlines() if line.startswith("|")]
     assert [line.split("|")[1].strip() for line in table[2:]] == ["demo", "other"]
+
+
+def test_eval_throughput_quick(tmp_path):
+    doc = ROOT / "docs" / "benchmarks.md"
+    doc_before = doc.read_text() if doc.exists() else None
+    command = [
+        sys.executable, str(BENCHMARKS / "eval_throughput.py"), "--quick", "--device", "cpu",
+        "--mlp-popsize", "3", "--mlp-batch", "4", "--conv-popsize", "2", "--conv-batch", "3",
+        "--repeats", "2", "--matmul-size", "64", "--out", str(tmp_path), "--no-doc",
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    assert [p.name for p in tmp_path.iterdir()] == ["eval_throughput.json"]
+    result = json.loads((tmp_path / "eval_throughput.json").read_text())
+    for key in ("benchmark", "date", "command", "machine", "device", "torch", "versions",
+                "config", "repeats", "choices", "matmul", "models", "goal"):
+        assert key in result, key
+    assert result["benchmark"] == "eval_throughput" and result["device"]["type"] == "cpu"
+    assert "eval_throughput.py" in result["command"] and "--quick" in result["command"]
+    assert len(result["repeats"]) == 2 and result["matmul"]["gflops"] > 0
+    # 2 x multiply-adds per candidate-sample of the Linear and Conv2d layers
+    assert result["models"]["mlp92k"]["flops_per_candidate_sample"] == 2 * 91_776
+    assert result["models"]["convnet9854"]["popsize"] == 2
+    for model in result["models"].values():
+        assert model["auto_strategy"] in ("batched", "vmap", "loop")
+        for strategy in ("auto", "batched", "vmap", "loop"):
+            figures = model["strategies"][strategy]
+            assert figures["seconds"] > 0 and figures["gflops"] > 0
+            assert figures["candidate_samples_per_second"] > 0
+            assert figures["share_of_matmul"] > 0 and figures["speedup_over_loop"] > 0
+    assert isinstance(result["goal"]["met"], bool)
+    # --no-doc: the shared table is not touched
+    assert (doc.read_text() if doc.exists() else None) == doc_before
