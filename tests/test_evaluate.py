@@ -411,3 +411,17 @@ def test_cuda_matches_cpu_and_low_precision_runs():
     for precision in ("tf32", "bf16"):
         low = PopulationEvaluator(model, device="cuda", precision=precision)(rows, inputs, targets)
         torch.testing.assert_close(low.losses, cpu.losses, rtol=0.05, atol=0.05)
+
+
+def test_batched_plan_runs_in_bfloat16():
+    """What precision='bf16' does on CUDA: rows and shared input cast, buffers follow them."""
+    model = build_model("convnet9854")
+    rows = _population(model, 3)
+    inputs, targets = _data((1, 28, 28), 8)
+    plan = BatchedPlan(model)
+    with torch.no_grad():
+        shared = plan.shared_input(inputs)
+        full = plan.logits(rows, shared)
+        half = plan.logits(rows.bfloat16(), shared.bfloat16())
+    assert half.dtype == torch.bfloat16 and half.shape == full.shape == (3, 10, 8)
+    torch.testing.assert_close(half.float(), full, rtol=0.05, atol=0.05)

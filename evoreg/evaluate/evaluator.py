@@ -316,7 +316,10 @@ class PopulationEvaluator:
             return None
         if self._plan is None:
             raise Unsupported(self.batched_unsupported)
-        return {"shared": self._plan.shared_input(inputs), "workspace": {}}
+        shared = self._plan.shared_input(inputs)
+        if self.precision == "bf16":  # autocast leaves out= ops (the batched bmm) in fp32
+            shared = shared.to(torch.bfloat16)
+        return {"shared": shared, "workspace": {}}
 
     def _run(self, strategy, tile, rows, inputs, targets, state):
         """(losses [c], correct [c]) on the device, ``tile`` candidates per pass."""
@@ -326,6 +329,8 @@ class PopulationEvaluator:
         for start in range(0, len(rows), tile):
             part = rows[start:start + tile]
             if strategy == "batched":
+                if self.precision == "bf16":
+                    part = part.to(torch.bfloat16)
                 logits = self._plan.logits(part, state["shared"], state["workspace"])
             else:
                 logits = self._vmapped(self._params(part), self._input(inputs))
