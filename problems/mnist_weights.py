@@ -1,0 +1,262 @@
+"""Evolve the weights of a classifier on MNIST-like images (the search space is every weight).
+
+The problem of Prellberg's thesis (2020, ch. 5: LEEA over a population of 92k-weight MLPs,
+code jprellberg/gpuea) and of Kucharavy et al. (ALIFE 2023: GO-EA on a 9,854-weight ConvNet,
+code chiffa/ALIFE2023_GOEA-SGD). One ``evaluate`` call is one generation: ONE minibatch of
+``batch_size`` training images is drawn for the whole population (``"full"``: the whole
+training set, as GO-EA), each candidate's loss on it is computed in one batched pass
+(``evoreg.evaluate.PopulationEvaluator``). Minibatches walk through reshuffled epochs.
+
+Splits follow gpuea: the training set is permuted with ``numpy.random.RandomState(1)`` and
+its last 10% held out for validation (54k / 6k / 10k on MNIST-like sets). The loss is
+``cross-entropy`` or ``error-rate`` (which no gradient method can use). The problem provides
+gradients, so the ``adam`` and ``sgd`` baselines train the same network on the same data.
+Cost is counted in evaluations (one candidate on one minibatch); samples processed are logged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from evoreg import Evaluation, EvoregError, Population, Problem, Real, hookimpl
+from evoreg.errors import unknown_name
+from evoreg.evaluate import (
+    PopulationEvaluator,
+    flatten_parameters,
+    glorot_uniform_,
+    glorot_uniform_population,
+    unflatten_parameters,
+)
+from evoreg.problems import datasets
+from evoreg.problems.models import MODELS, model_spec
+
+LOSSES = ("cross-entropy", "error-rate")
+NORMALIZATIONS = ("auto", "mean-centred", "half", "none")
+INITS = ("glorot", "torch")
+DEFAULT_MODELS = {"digits": "mlp-digits"}  # every MNIST-like set: mlp92k
+
+
+@dataclass
+class Config:
+    dataset: str = "digits"  #: digits (scikit-learn, embedded), mnist, fashion-mnist, kmnist
+    model: str = "auto"  #: mlp92k, convnet9854, mlp-digits; auto: mlp-digits / mlp92k
+    batch_size: int | Literal["full"] = 1024  #: images per generation, or "full" (GO-EA)
+    loss: str = "cross-entropy"  #: cross-entropy or error-rate
+    normalization: str = "auto"  #: mean-centred (gpuea), half ((x-.5)/.5, GO-EA), none; auto
+    init: str = "glorot"  #: glorot (Glorot-uniform, zero biases, as gpuea) or torch (default)
+    validation_share: float = 0.1  #: share of the training set held out (gpuea: 0.1)
+    split_seed: int = 1  #: seed of the train/validation permutation (gpuea: 1)
+    data_root: str = ""  #: folder of MNIST-like files ("": $EVOREG_DATA or ~/.cache/evoreg/data)
+    download: bool = False  #: let torchvision download missing files (needs internet)
+    strategy: str = "auto"  #: evaluator strategy: auto (measured), batched, vmap, loop
+    precision: str = "fp32"  #: fp32; tf32 or bf16 on CUDA only
+    memory_budget_mb: int = 1024  #: evaluator chunk size limit
+    eval_chunk: int = 8192  #: images per pass when a whole split is scored
+
+    def __post_init__(self) -> None:
+        if self.dataset not in datasets.DATASETS:
+            raise unknown_name("dataset", self.dataset, datasets.DATASETS)
+        if self.model != "auto" and self.model not in MODELS:
+            raise unknown_name("model", self.model, MODELS)
+        for field, allowed in (("loss", LOSSES), ("normalization", NORMALIZATIONS),
+                               ("init", INITS)):
+            if getattr(self, field) not in allowed:
+                raise unknown_name(field, getattr(self, field), allowed)
+        if self.batch_size != "full" and (
+            not isinstance(self.batch_size, int) or self.batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be an int >= 1 or 'full', got {self.batch_size!r}")
+        if not 0 < self.validation_share < 1:
+            raise ValueError(f"validation_share must be in (0, 1), got {self.validation_share}")
+        if self.memory_budget_mb < 1 or self.eval_chunk < 1:
+            raise ValueError("memory_budget_mb and eval_chunk must be >= 1")
+
+
+class MnistWeights(Problem):
+    """Minimise a classifier's loss over all its weights; one shared minibatch a generation."""
+
+    Config = Config
+    citation = "Prellberg (2020), thesis ch. 5; Kucharavy, Guerraoui & Dolamic (2023), ALIFE"
+    provides_gradients = True
+
+    def setup(self) -> None:
+        c = self.config
+        self.model_name = c.model if c.model != "auto" else DEFAULT_MODELS.get(c.dataset, "mlp92k")
+        spec = model_spec(self.model_name)
+        data = datasets.load(c.dataset, c.data_root or None, c.download)
+        if tuple(data.train_images.shape[1:]) != spec.input_shape:
+            fits = [n for n, s in MODELS.items() if s.input_shape == data.train_images.shape[1:]]
+            raise EvoregError(
+                f"model {self.model_name} reads {spec.input_shape} images but {c.dataset} has "
+                f"{tuple(data.train_images.shape[1:])}; models that fit: {', '.join(fits)}"
+            )
+        order = np.random.RandomState(c.split_seed).permutation(len(data.train_labels))
+        split = int(len(order) * (1 - c.validation_share))
+        train, validation = torch.from_numpy(order[:split]), torch.from_numpy(order[split:])
+        normalize = self._normalizer(c.normalization, spec.normalization, data, train)
+        device = self.device
+        self.splits = {
+            "train": (normalize(data.train_images[train]).to(device),
+                      data.train_labels[train].to(device)),
+            "validation": (normalize(data.train_images[validation]).to(device),
+                           data.train_labels[validation].to(device)),
+            "test": (normalize(data.test_images).to(device), data.test_labels.to(device)),
+        }
+        self.data_source = data.source
+        self.model = spec.build(data.classes).to(device).eval()
+        self.evaluator = PopulationEvaluator(
+            self.model, device=device, strategy=c.strategy,
+            memory_budget=c.memory_budget_mb << 20, precision=c.precision,
+        )
+        init_generator = torch.Generator().manual_seed(self.seed)
+        if c.init == "glorot":
+            glorot_uniform_(self.model, init_generator)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)
+                fresh = spec.build(data.classes)
+            self.model.load_state_dict(fresh.state_dict())
+        self.space = Real(
+            len(flatten_parameters(self.model)),
+            init=flatten_parameters(self.model).cpu(),
+            sigma=0.01,
+            sample_init=self._sample_init,
+        )
+        self.samples = 0
+        self.order = torch.empty(0, dtype=torch.int64)
+        self.cursor = 0
+
+    # ----------------------------------------------------------------- data
+    @staticmethod
+    def _normalizer(choice: str, model_default: str, data: Any, train: torch.Tensor):
+        kind = model_default if choice == "auto" else choice
+        if kind == "mean-centred":
+            mean = data.train_images[train].mean(dim=0, keepdim=True)
+            return lambda images: images - mean
+        if kind == "half":
+            return lambda images: (images - 0.5) / 0.5
+        return lambda images: images
+
+    def _sample_init(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        if self.config.init == "glorot":
+            return glorot_uniform_population(self.model, n, generator)
+        spec = model_spec(self.model_name)
+        rows = []
+        seeds = torch.randint(0, 2**62, (n,), generator=generator)
+        for seed in seeds.tolist():
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                rows.append(flatten_parameters(spec.build(int(self._classes))))
+        return torch.stack(rows)
+
+    @property
+    def _classes(self) -> int:
+        return self.model[-1].out_features
+
+    @property
+    def train_size(self) -> int:
+        return len(self.splits["train"][1])
+
+    def _minibatch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = self.splits["train"]
+        size = self.config.batch_size
+        if size == "full" or size >= self.train_size:
+            return images, labels
+        if self.cursor + size > len(self.order):  # a new epoch, reshuffled
+            self.order = torch.randperm(self.train_size, generator=self.generator)
+            self.cursor = 0
+        index = self.order[self.cursor : self.cursor + size].to(self.device)
+        self.cursor += size
+        return images[index], labels[index]
+
+    # ----------------------------------------------------------------- scoring
+    def evaluate(self, pop: Population, gradients: bool = False) -> Evaluation:
+        images, labels = self._minibatch()
+        n, batch = len(pop), len(labels)
+        if gradients:
+            losses, correct, grads = self._with_gradients(pop, images, labels)
+        else:
+            losses, correct = self._scores(pop, images, labels)
+            grads = None
+        self.samples += n * batch
+        if self.config.loss == "error-rate":
+            losses = 1.0 - correct.double() / batch
+        info = {
+            "samples": self.samples,
+            "batch_accuracy_best": float(correct.max()) / batch,
+        }
+        return Evaluation(losses.float(), cost=n, info=info, gradients=grads)
+
+    def _scores(self, pop: Any, images: torch.Tensor, labels: torch.Tensor):
+        """Mean cross-entropy and correct counts, in data chunks for large (full) batches."""
+        chunk = self.config.eval_chunk
+        total_loss, total_correct = None, None
+        for start in range(0, len(labels), chunk):
+            scores = self.evaluator(pop, images[start:start + chunk], labels[start:start + chunk])
+            weight = len(labels[start:start + chunk])
+            loss = scores.losses.double() * weight
+            total_loss = loss if total_loss is None else total_loss + loss
+            total_correct = (
+                scores.correct if total_correct is None else total_correct + scores.correct
+            )
+        return total_loss / len(labels), total_correct
+
+    def _with_gradients(self, pop: Population, images: torch.Tensor, labels: torch.Tensor):
+        if self.config.loss == "error-rate":
+            raise EvoregError(
+                "loss='error-rate' has no gradient: gradient baselines need loss='cross-entropy'"
+            )
+        rows = pop.rows(0, len(pop)).to(self.device)
+        losses, correct, grads = [], [], []
+        chunk = self.config.eval_chunk
+        for row in rows:
+            x = row.detach().clone().requires_grad_(True)
+            params = unflatten_parameters(self.model, x)
+            loss_sum, hits = 0.0, 0
+            for start in range(0, len(labels), chunk):
+                inputs, targets = images[start:start + chunk], labels[start:start + chunk]
+                logits = functional_call(self.model, params, (inputs,))
+                part = F.cross_entropy(logits, targets, reduction="sum")
+                part.backward()
+                loss_sum += float(part.detach())
+                hits += int((logits.argmax(dim=1) == targets).sum())
+            losses.append(loss_sum / len(labels))
+            correct.append(hits)
+            grads.append(x.grad / len(labels))
+        return (torch.tensor(losses, dtype=torch.float64), torch.tensor(correct),
+                torch.stack(grads))
+
+    def report(self, x: Any) -> dict[str, float]:
+        """Accuracy and cross-entropy of weights ``x`` on the train, validation and test splits."""
+        weights = torch.as_tensor(x, dtype=torch.float32).reshape(1, -1).to(self.device)
+        figures: dict[str, float] = {}
+        for split, (images, labels) in self.splits.items():
+            loss, correct = self._scores(weights, images, labels)
+            figures[f"{split}_accuracy"] = float(correct[0]) / len(labels)
+            figures[f"{split}_loss"] = float(loss[0])
+        return figures
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "samples": self.samples, "order": self.order.clone(),
+                "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.samples, self.order, self.cursor = state["samples"], state["order"], state["cursor"]
+
+    def epochs(self) -> float:
+        """Passes over the training set that the samples processed so far amount to."""
+        return self.samples / self.train_size if self.train_size else math.nan
+
+
+@hookimpl
+def evoreg_register_problems(register):
+    register("mnist-weights", MnistWeights, family="weights")
