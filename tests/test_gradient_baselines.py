@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import evoreg
-from evoreg import EvoregError, Evaluation, Problem, Real
+from evoreg import Evaluation, EvoregError, Problem, Real
 
 
 class NoGradients(Problem):

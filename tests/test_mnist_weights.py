@@ -165,7 +165,8 @@ def test_idx_files_read_from_torchvision_layout_and_system_folder(tmp_path, monk
                                   data_root=str(tmp_path / "root"), batch_size=8)
     assert problem.model_name == "mlp92k" and problem.space.dim == 92234
     assert len(problem.splits["train"][1]) == 36 and len(problem.splits["test"][1]) == 10
-    assert problem.evaluate(Population(problem.space.initial().unsqueeze(0))).losses.isfinite().all()
+    start = Population(problem.space.initial().unsqueeze(0))
+    assert problem.evaluate(start).losses.isfinite().all()
 
     system = tmp_path / "usr-share-datasets-fashion-mnist"
     _fake_mnist(system)
