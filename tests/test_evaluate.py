@@ -425,3 +425,13 @@ def test_batched_plan_runs_in_bfloat16():
         half = plan.logits(rows.bfloat16(), shared.bfloat16())
     assert half.dtype == torch.bfloat16 and half.shape == full.shape == (3, 10, 8)
     torch.testing.assert_close(half.float(), full, rtol=0.05, atol=0.05)
+
+
+def test_scores_are_ordinary_tensors_the_caller_may_change():
+    model = build_model("mlp-digits")
+    inputs, targets = _data((1, 8, 8), 6)
+    scores = PopulationEvaluator(model, device="cpu")(_population(model, 3), inputs.double(),
+                                                      targets)
+    assert not scores.losses.is_inference()
+    scores.losses[0] = float("inf")  # as an optimizer treating NaN as worst might
+    scores.correct += 1

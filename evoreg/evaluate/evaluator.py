@@ -175,7 +175,7 @@ class PopulationEvaluator:
 
     def _evaluate(self, population, inputs, targets, allowed: tuple[str, ...]) -> Scores:
         read, n = self._reader(population)
-        inputs = inputs.to(self.device)
+        inputs = inputs.to(self.device, torch.float32)
         targets = targets.to(self.device, torch.int64)
         if inputs.dim() < 1 or targets.shape != (inputs.shape[0],):
             raise EvoregError(
@@ -184,7 +184,8 @@ class PopulationEvaluator:
             )
         if n == 0:
             return Scores(torch.zeros(0), torch.zeros(0, dtype=torch.int64), allowed[0])
-        with torch.inference_mode(), self._precision(), _eval_mode(self._template):
+        # no_grad, not inference_mode: the caller may update the scores in place afterwards
+        with torch.no_grad(), self._precision(), _eval_mode(self._template):
             chunk = self._chunk_size(n, inputs)
             key = self._key(allowed, chunk, inputs)
             if key not in self._keys:
