@@ -314,7 +314,8 @@ def test_batched_supports_the_documented_layers():
         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(8, 4),
     )
     _check_batched_matches_loop(padded_pool, (1, 9, 9))
-    mlp = nn.Sequential(nn.Flatten(), nn.Linear(12, 7), nn.ELU(), nn.Dropout(), nn.Linear(7, 4))
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(12, 7), nn.ELU(), nn.Dropout(), nn.Linear(7, 5),
+                        nn.ReLU6(), nn.Linear(5, 4))
     _check_batched_matches_loop(mlp, (3, 4))
 
 

@@ -4,10 +4,12 @@ The model is compiled once into steps. Parameter-free layers before the first la
 parameters run ONCE on the shared input. That first layer sees the same input for every
 candidate, so a Linear there is one GEMM of the batch against all candidates' weights, and a
 Conv2d one convolution with the candidates' kernels stacked on the output-channel axis.
-Later layers act per candidate: Linear as ``baddbmm`` over candidates in a feature-major
-layout ``[c, features, B]`` (``W[c, out, in] @ h[c, in, B]``, weights are strided views of
-the flat rows), Conv2d as one grouped convolution (``groups=c``) on ``[B, c*C, H, W]``.
-Flatten turns the image layout into per-candidate vectors in ``nn.Flatten``'s order.
+Later layers act per candidate: Linear as ``bmm`` over candidates in a feature-major layout
+``[c, features, B]`` (``W[c, out, in] @ h[c, in, B]``; the weights are strided views of the
+flat rows, the outputs reused buffers, the bias added with the ReLU after it in one pass),
+Conv2d as one grouped convolution (``groups=c``) on ``[B, c*C, H, W]``. Flatten turns the
+image layout into per-candidate vectors in ``nn.Flatten``'s order. A max-pool runs before
+the monotone activation that precedes it (the same values, on a quarter of them).
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ class BatchedPlan:
             return Step("conv", module, span(module.weight), span(module.bias))
         if any(True for _ in module.parameters(recurse=False)) or list(module.children()):
             raise Unsupported(f"{name} is not supported")
-        if type(module) in ELEMENTWISE_INPLACE or isinstance(module, ELEMENTWISE):
+        if _inplace(module) is not None or isinstance(module, ELEMENTWISE):
             return Step("act", module)
         if isinstance(module, DROPOUT):
             return None  # identity in evaluation
@@ -186,7 +188,7 @@ class BatchedPlan:
                 h = F.conv2d(h, weight, bias, m.stride, m.padding, m.dilation, groups)
                 layout = IMAGE
             elif step.kind == "act":
-                act = ELEMENTWISE_INPLACE.get(type(m))
+                act = _inplace(m)
                 h = act(m, h) if act is not None else m(h)
             elif step.kind == "pool":
                 h = max_pool(h, m) if _plain_max_pool(m) else m(h)
@@ -194,6 +196,14 @@ class BatchedPlan:
                 h = h.reshape(batch, c, -1).permute(1, 2, 0)
                 layout = FEATURES
         return h
+
+
+def _inplace(module: nn.Module):
+    """The in-place form of an elementwise activation (ReLU6 is a Hardtanh), or None."""
+    for cls in type(module).__mro__:
+        if cls in ELEMENTWISE_INPLACE:
+            return ELEMENTWISE_INPLACE[cls]
+    return None
 
 
 def _add_relu_(h: torch.Tensor, bias: torch.Tensor) -> None:
