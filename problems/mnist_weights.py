@@ -16,7 +16,6 @@ Cost is counted in evaluations (one candidate on one minibatch); samples process
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -123,9 +122,10 @@ class MnistWeights(Problem):
                 torch.manual_seed(self.seed)
                 fresh = spec.build(data.classes)
             self.model.load_state_dict(fresh.state_dict())
+        initial = flatten_parameters(self.model).cpu()
         self.space = Real(
-            len(flatten_parameters(self.model)),
-            init=flatten_parameters(self.model).cpu(),
+            len(initial),
+            init=initial,
             sigma=0.01,
             sample_init=self._sample_init,
         )
@@ -251,10 +251,6 @@ class MnistWeights(Problem):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.samples, self.order, self.cursor = state["samples"], state["order"], state["cursor"]
-
-    def epochs(self) -> float:
-        """Passes over the training set that the samples processed so far amount to."""
-        return self.samples / self.train_size if self.train_size else math.nan
 
 
 @hookimpl
