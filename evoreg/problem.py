@@ -61,7 +61,26 @@ class Problem:
 
     def evaluate(self, pop: Population) -> Evaluation:
         """Score ``pop``; a problem with ``provides_gradients`` also takes ``gradients=True``."""
+        if type(self).evaluate_drawn is not Problem.evaluate_drawn:
+            return self.evaluate_drawn(pop, self.draw())
         raise NotImplementedError
+
+    # A problem that splits a generation into its shared random draw and the scoring of
+    # candidates under it can be evaluated in parts (on Ray workers) with the same result.
+    def draw(self) -> dict[str, Any]:
+        """The randomness one generation shares (episode seeds, minibatch indices), drawn
+        from the problem's random state."""
+        raise NotImplementedError(f"{self.name} has no draw() + evaluate_drawn() split")
+
+    def evaluate_drawn(self, pop: Population, draw: dict[str, Any]) -> Evaluation:
+        """Score ``pop`` under a generation's ``draw``; must not touch the random state, so
+        any part of a population scored anywhere gives the same losses."""
+        raise NotImplementedError(f"{self.name} has no draw() + evaluate_drawn() split")
+
+    @property
+    def splittable(self) -> bool:
+        """True if the problem implements ``draw`` and ``evaluate_drawn``."""
+        return type(self).evaluate_drawn is not Problem.evaluate_drawn
 
     def report(self, x: Any) -> dict[str, Any]:
         """Held-out figures for candidate ``x`` (test accuracy, mean score, ...)."""

@@ -34,7 +34,9 @@ class Real(Space):
     search around it, for optimizers that need one. ``lower``/``upper`` optionally bound it.
     ``sample_init(n, generator)`` optionally draws ``n`` independent starting points as a
     ``Tensor[n, dim]`` (fresh network initialisations), for population methods that start
-    from a diverse population.
+    from a diverse population. ``init_from_seed(seed)`` optionally makes one starting point
+    from an integer seed, deterministically on any machine: seed-compressed optimizers
+    (``atari-ga``) then store a candidate as its init seed plus (seed, sigma) mutations.
     """
 
     dim: int
@@ -43,6 +45,7 @@ class Real(Space):
     lower: float | None = None
     upper: float | None = None
     sample_init: Callable[[int, torch.Generator], torch.Tensor] | None = None
+    init_from_seed: Callable[[int], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.dim, int) or self.dim < 1:
