@@ -52,14 +52,28 @@ class SeedDecoder:
         self._cache: OrderedDict[SeedGenome, torch.Tensor] = OrderedDict()
 
     def decode(self, genome: SeedGenome) -> torch.Tensor:
-        """The weights ``genome`` names (a fresh tensor the caller may modify)."""
-        return self._decoded(as_genome(genome)).clone()
+        """The weights ``genome`` names (a fresh tensor the caller may modify).
+
+        Only proper prefixes (the parents of what is decoded) are cached: a generation's
+        thousands of children would otherwise push its few parents out of the cache.
+        """
+        genome = as_genome(genome)
+        cached = self._cache.get(genome)
+        if cached is not None:
+            self._cache.move_to_end(genome)
+            return cached.clone()
+        return self._build(genome)
 
     def _decoded(self, genome: SeedGenome) -> torch.Tensor:
         cached = self._cache.get(genome)
         if cached is not None:
             self._cache.move_to_end(genome)
             return cached
+        vector = self._build(genome)
+        self._remember(genome, vector)
+        return vector
+
+    def _build(self, genome: SeedGenome) -> torch.Tensor:
         if len(genome) == 1:
             vector = torch.as_tensor(self.init_from_seed(genome[0][0]), dtype=torch.float32)
             vector = vector.flatten().to(self.device, copy=True)
@@ -67,12 +81,11 @@ class SeedDecoder:
                 raise EvoregError(
                     f"init_from_seed gave {vector.numel()} values, the space has {self.dim}"
                 )
-        else:
-            seed, sigma = genome[-1]
-            vector = self._decoded(genome[:-1]).clone()
-            if sigma != 0.0:
-                vector.add_(noise(seed, self.dim, self.device), alpha=sigma)
-        self._remember(genome, vector)
+            return vector
+        seed, sigma = genome[-1]
+        vector = self._decoded(genome[:-1]).clone()
+        if sigma != 0.0:
+            vector.add_(noise(seed, self.dim, self.device), alpha=sigma)
         return vector
 
     def _remember(self, genome: SeedGenome, vector: torch.Tensor) -> None:
