@@ -97,8 +97,10 @@ class SeedDecoder:
 class SeedPopulation(Population):
     """A population of seed genomes, decoded to rows only when an evaluator reads them.
 
-    ``values`` stays the list of genomes (what travels); ``rows(start, stop)`` returns a
-    ``Tensor[stop - start, dim]`` on the decoder's device.
+    ``genomes`` is the list of genomes (what travels to workers and into checkpoints);
+    ``rows(start, stop)`` returns a ``Tensor[stop - start, dim]`` on the decoder's device, and
+    ``values`` decodes them all (convenient for small spaces; evaluators of large networks read
+    ``rows`` chunk by chunk).
     """
 
     def __init__(
@@ -110,6 +112,10 @@ class SeedPopulation(Population):
     @property
     def genomes(self) -> list[SeedGenome]:
         return self._values
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self.rows(0, len(self))
 
     @property
     def dim(self) -> int:

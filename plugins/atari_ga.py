@@ -1,0 +1,165 @@
+"""atari-ga: a genetic algorithm with elite re-evaluation over seed-compressed genomes.
+
+Such, Madhavan, Conti, Lehman, Stanley & Clune, "Deep Neuroevolution: Genetic Algorithms
+Are a Competitive Alternative for Training Deep Neural Networks for Reinforcement Learning"
+(arXiv:1712.06567, 2017), as extended in Prellberg's thesis (2020, ch. 6; code
+jprellberg/genetic-algorithm-rl). Keep mu parents (``parents``); each generation makes lambda
+children (``popsize``), each a uniformly chosen parent plus ``sigma`` * N(0, 1) on every
+weight. The kappa best parents (``elites``) pass unchanged and, while they have fewer than
+``max_evals`` episodes, are evaluated once more beside the children, their fitness the mean
+of their episodes: one lucky episode no longer keeps an agent on top. The next parents are
+the elites and the best mu - kappa children. The first generation is lambda independent
+initialisations.
+
+Presets: ``thesis`` (kappa 10, mu 40, lambda 2000, max_evals 20) and ``such2017`` (kappa 1,
+mu 10, lambda 5000, max_evals 1); sigma 0.005 for both. Explicit values override the preset.
+
+Every candidate is a seed genome (``evoreg.seeds``): its init seed and one (seed, sigma) pair
+per mutation, so populations, checkpoints and messages to remote workers hold seeds, not
+weights. The initial weights come from the space's ``init_from_seed`` (the ``atari`` problem
+gives the thesis' unit-norm rows); a space without one starts from ``initial()`` plus
+``space.sigma`` * N(0, 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from evoreg import EvoregError, Optimizer, Real, hookimpl
+from evoreg.population import Population, noise
+from evoreg.seeds import SeedDecoder, SeedGenome, SeedPopulation
+
+PRESETS: dict[str, dict[str, int]] = {
+    "thesis": {"elites": 10, "parents": 40, "popsize": 2000, "max_evals": 20},
+    "such2017": {"elites": 1, "parents": 10, "popsize": 5000, "max_evals": 1},
+}
+SEED_BOUND = 2**31 - 1
+
+
+@dataclass
+class Config:
+    preset: Literal["thesis", "such2017"] = "thesis"  #: where unset values below come from
+    popsize: int | None = None  #: lambda, children per generation
+    parents: int | None = None  #: mu, parents kept (elites included)
+    elites: int | None = None  #: kappa, best parents passed on unchanged and re-evaluated
+    max_evals: int | None = None  #: episodes after which an elite is no longer re-evaluated
+    sigma: float = 0.005  #: mutation strength
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {self.preset!r}")
+        for key, value in PRESETS[self.preset].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        if self.popsize < 1:
+            raise ValueError(f"popsize (lambda) must be >= 1, got {self.popsize}")
+        if self.parents < 1:
+            raise ValueError(f"parents (mu) must be >= 1, got {self.parents}")
+        if not 0 <= self.elites <= self.parents:
+            raise ValueError(
+                f"elites (kappa) must be in [0, parents={self.parents}], got {self.elites}"
+            )
+        if self.elites == self.parents:
+            raise ValueError(
+                f"elites (kappa) must be < parents (mu) so children can be selected, "
+                f"got {self.elites} >= {self.parents}"
+            )
+        if self.max_evals < 1:
+            raise ValueError(f"max_evals must be >= 1, got {self.max_evals}")
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {self.sigma}")
+
+
+class AtariGA(Optimizer):
+    """mu parents, lambda mutated children, kappa re-evaluated elites; seed genomes."""
+
+    Config = Config
+    citation = "Such et al. (2017), arXiv:1712.06567; Prellberg (2020), thesis ch. 6"
+    spaces = (Real,)
+    transient = ("decoder",)
+
+    def setup(self) -> None:
+        # Parents, best first: {"genome", "id", "losses"}; fitness is the mean loss.
+        self.agents: list[dict] = []
+        self.asked: list[dict] | None = None  # what the latest ask() handed out, in order
+        self.decoder = SeedDecoder(
+            self.space.dim, self._init_function(), self.device,
+            cache_size=max(64, self.config.parents + 8),
+        )
+
+    def _init_function(self):
+        if self.space.init_from_seed is not None:
+            return self.space.init_from_seed
+        start, scale, dim = self.space.initial(), self.space.sigma, self.space.dim
+        return lambda seed: start + scale * noise(seed, dim)
+
+    def _new_seeds(self, n: int) -> list[int]:
+        return [int(s) for s in self.rng.integers(0, SEED_BOUND, size=n)]
+
+    def _ask(self, n: int) -> Population:
+        c = self.config
+        if not self.agents:
+            genomes = [((seed, 0.0),) for seed in self._new_seeds(n)]
+            entries = [{"genome": g, "id": None, "losses": []} for g in genomes]
+        else:
+            chosen = self.rng.integers(0, len(self.agents), size=n)
+            seeds = self._new_seeds(n)
+            entries = [
+                {"genome": self.agents[i]["genome"] + ((seed, c.sigma),), "id": None,
+                 "losses": []}
+                for i, seed in zip(chosen.tolist(), seeds)
+            ]
+            entries += [e for e in self.agents[: c.elites] if len(e["losses"]) < c.max_evals]
+        ids = []
+        for entry in entries:
+            if entry["id"] is None:
+                entry["id"] = int(self.new_ids(1)[0])
+            ids.append(entry["id"])
+        self.asked = entries
+        return SeedPopulation(
+            [e["genome"] for e in entries], self.decoder, torch.tensor(ids, dtype=torch.int64)
+        )
+
+    def _tell(self, pop: Population, losses: torch.Tensor) -> None:
+        c = self.config
+        if self.asked is None or [e["id"] for e in self.asked] != pop.ids.tolist():
+            raise EvoregError(f"{self.name} is generational: tell() the latest ask()'s population")
+        elite_ids = {e["id"] for e in self.agents[: c.elites]}
+        children = []
+        for entry, loss in zip(self.asked, losses.tolist()):
+            entry["losses"] = [*entry["losses"], loss]
+            if entry["id"] not in elite_ids:
+                children.append(entry)
+        self.asked = None
+        elites = self.agents[: c.elites]
+        children.sort(key=_fitness)
+        self.agents = sorted(elites + children[: c.parents - len(elites)], key=_fitness)
+
+    def _track_best(self, pop: Population, losses: torch.Tensor) -> None:
+        # The best single episode is kept as a genome (a few pairs), never as weights, so a
+        # checkpoint of a 1.7M-weight agent stays kilobytes.
+        i = int(torch.argmin(losses))
+        if float(losses[i]) < self.best_loss:
+            self.best_loss = float(losses[i])
+            self.best_x = pop.genomes[i]
+
+    def best_genome(self) -> SeedGenome | None:
+        """The genome ``recommend()`` decodes: the parent with the best mean loss."""
+        return self.agents[0]["genome"] if self.agents else None
+
+    def _recommend(self) -> torch.Tensor:
+        """The top parent by mean loss over its episodes (an elite once re-evaluated)."""
+        genome = self.best_genome()
+        return self.space.initial() if genome is None else self.decoder.decode(genome)
+
+
+def _fitness(entry: dict) -> float:
+    return sum(entry["losses"]) / len(entry["losses"])
+
+
+@hookimpl
+def evoreg_register_optimizers(register):
+    register("atari-ga", AtariGA, family="weights")
