@@ -50,6 +50,14 @@ class NoiseTable:
     def window(self, offset: int, dim: int) -> torch.Tensor:
         return self.values[offset : offset + dim]
 
+    def windows(
+        self, offsets: torch.Tensor, dim: int, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The windows at ``offsets`` as rows of a ``Tensor[n, dim]`` (written into ``out`` when
+        given, so a caller can fill part of a buffer it already holds)."""
+        windows = self.values.unfold(0, dim, 1)  # a view: row i is values[i : i + dim]
+        return torch.index_select(windows, 0, offsets.to(self.device), out=out)
+
     def perturb(
         self, center: torch.Tensor, sigma: float | torch.Tensor, offsets: torch.Tensor
     ) -> torch.Tensor:
@@ -57,9 +65,7 @@ class NoiseTable:
 
         ``sigma`` is a number or one value per row.
         """
-        dim = center.shape[-1]
-        windows = self.values.unfold(0, dim, 1)  # a view: row i is values[i : i + dim]
-        out = torch.index_select(windows, 0, offsets.to(self.device))
+        out = self.windows(offsets, center.shape[-1])
         sigmas = torch.as_tensor(sigma, dtype=torch.float32, device=self.device).reshape(-1, 1)
         # Two passes over the output (gather, then a fused scale-and-shift in place) as large
         # ops. A per-row loop of small ops was as fast on an idle CPU but 10-50x slower on a

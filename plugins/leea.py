@@ -191,8 +191,7 @@ class LEEA(Optimizer):
         n, dim = out.shape
         if self.table is None:
             return torch.randn(n, dim, generator=self.generator, device=self.device, out=out)
-        windows = self.table.values.unfold(0, dim, 1)  # a view: row i is values[i : i + dim]
-        return torch.index_select(windows, 0, self.table.offsets(n, dim, self.generator), out=out)
+        return self.table.windows(self.table.offsets(n, dim, self.generator), dim, out=out)
 
     def _tell(self, pop: Population, losses: torch.Tensor) -> None:
         children = self.children
