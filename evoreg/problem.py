@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -45,6 +46,10 @@ class Problem:
     #: True if ``evaluate(pop, gradients=True)`` also returns each candidate's gradient, so
     #: gradient baselines (``adam``, ``sgd``) can run on the problem.
     provides_gradients: ClassVar[bool] = False
+    #: How :meth:`merge_evaluations` combines an ``info`` key over the parts of a population
+    #: scored separately: "sum", "mean" (weighted by each part's number of candidates),
+    #: "min", "max" or "first". See :meth:`merge_evaluations` for keys not listed.
+    info_merge: ClassVar[dict[str, str]] = {}
     space: Space
 
     def __init__(self, *, seed: int = 0, device: str | torch.device = "cpu", **config: Any):
@@ -82,6 +87,29 @@ class Problem:
         """True if the problem implements ``draw`` and ``evaluate_drawn``."""
         return type(self).evaluate_drawn is not Problem.evaluate_drawn
 
+    def merge_evaluations(self, parts: Sequence[Evaluation]) -> Evaluation:
+        """One generation's ``Evaluation`` from those of its contiguous parts, in order.
+
+        Losses (and gradients) are concatenated and costs summed. An ``info`` key is merged
+        as ``info_merge`` says; a key not listed there is summed when every part gives an int
+        (counts: frames, episodes), averaged weighted by the parts' sizes when every part gives
+        a number (means, rates), and otherwise taken from the first part. A problem whose
+        info needs more than that overrides this method.
+        """
+        if not parts:
+            raise ValueError("merge_evaluations needs at least one part")
+        losses = torch.cat([torch.as_tensor(p.losses).cpu() for p in parts])
+        gradients = None
+        if all(p.gradients is not None for p in parts):
+            gradients = torch.cat([p.gradients.cpu() for p in parts])
+        sizes = [len(p.losses) for p in parts]
+        info: dict[str, Any] = {}
+        for key in dict.fromkeys(k for p in parts for k in p.info):
+            values = [_plain_number(p.info.get(key)) for p in parts]
+            info[key] = _merge_info(key, values, sizes, self.info_merge.get(key))
+        cost = sum(float(p.cost) for p in parts)
+        return Evaluation(losses, cost=cost, info=info, gradients=gradients)
+
     def report(self, x: Any) -> dict[str, Any]:
         """Held-out figures for candidate ``x`` (test accuracy, mean score, ...)."""
         return {}
@@ -96,3 +124,35 @@ class Problem:
 
     def __repr__(self) -> str:
         return f"{self.name}({self.config})"
+
+
+
+def _plain_number(value: Any) -> Any:
+    """A one-element tensor or numpy value as a Python number; anything else unchanged."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, (np.generic, np.ndarray)) and value.size == 1:
+        return value.item()
+    return value
+
+
+def _merge_info(key: str, values: list[Any], sizes: list[int], rule: str | None) -> Any:
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if rule is None:
+        if numbers and all(isinstance(v, int) for v in values):
+            rule = "sum"
+        else:
+            rule = "mean" if numbers else "first"
+    if rule == "first":
+        return values[0]
+    if not numbers:
+        raise ValueError(f"info[{key!r}] is merged by {rule!r} but not every part gives a number")
+    if rule == "sum":
+        return sum(values)
+    if rule == "mean":
+        return sum(v * n for v, n in zip(values, sizes)) / max(sum(sizes), 1)
+    if rule == "min":
+        return min(values)
+    if rule == "max":
+        return max(values)
+    raise ValueError(f"info_merge[{key!r}] = {rule!r}; use sum, mean, min, max or first")
