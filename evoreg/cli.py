@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--resume", action="store_true", help="continue the run in --out")
     runner.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
                         help="generations between checkpoints (default: every 30 s)")
+    runner.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="score generations on Ray actors: alone, a local Ray; 'auto' or "
+                             "HOST:PORT, a running cluster (needs evoreg[ray])")
+    runner.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="Ray actors (default: one per CPU of the cluster)")
     runner.set_defaults(handler=cmd_run)
 
     bench = commands.add_parser("bench", help="a problems x optimizers x seeds grid (TOML)")
@@ -316,6 +321,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / safe_filename(
         f"{args.problem}-{args.optimizer}-seed{args.seed}"
     )
+    if args.workers is not None and args.ray is None:
+        raise EvoregError("--workers N is the number of Ray actors; it needs --ray [ADDRESS]")
     result = run(
         args.problem,
         args.optimizer,
@@ -327,6 +334,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         problem_config=problem_config,
         optimizer_config=optimizer_config,
+        evaluator="local" if args.ray is None else "ray",
+        ray_address=None if args.ray in (None, "local") else args.ray,
+        workers=args.workers,
     )
     unit = getattr(problem.factory, "budget_unit", "")
     report = ", ".join(f"{key}={_short(value)}" for key, value in result.report.items())

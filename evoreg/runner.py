@@ -34,6 +34,8 @@ RUN_FILE, LOG_FILE, CHECKPOINT_FILE, RESULT_FILE = (
     "checkpoint.pt",
     "result.json",
 )
+#: Where a generation is scored: "local" (in this process) or "ray" (evoreg.distributed).
+EVALUATORS = ("local", "ray")
 
 
 @dataclasses.dataclass
@@ -69,6 +71,9 @@ def run(
     optimizer_config: dict[str, Any] | None = None,
     progress: bool | None = None,
     plot: bool = True,
+    evaluator: str = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
 ) -> RunResult:
     """Minimise ``problem`` with ``optimizer`` until ``budget`` (in the problem's unit) is used.
 
@@ -77,12 +82,20 @@ def run(
     Checkpoints are written every ``checkpoint_every`` generations when it is given, else
     whenever ``checkpoint_seconds`` have passed: an optimizer with a large state (nevergrad's
     archive grows with every candidate) would otherwise spend its time saving.
+    ``evaluator="ray"`` scores each generation on ``workers`` Ray actors (default: one per
+    CPU) of the cluster at ``ray_address`` ("auto", "host:port"; None starts a local Ray),
+    with the same result as ``"local"`` (see :mod:`evoreg.distributed`).
     """
+    if evaluator not in EVALUATORS:
+        raise EvoregError(
+            f"unknown evaluator {evaluator!r}; valid evaluators: {', '.join(EVALUATORS)}"
+        )
     if not budget > 0:
         raise EvoregError(f"budget must be > 0, got {budget!r}")
     if checkpoint_every is not None and checkpoint_every < 1:
         raise EvoregError(f"checkpoint_every must be >= 1, got {checkpoint_every!r}")
     problem_seed, optimizer_seed = derive_seeds(seed)
+    problem_name = problem if isinstance(problem, str) else None
     if isinstance(problem, str):
         problem = make_problem(problem, seed=problem_seed, device=device, **(problem_config or {}))
     if isinstance(optimizer, str):
@@ -98,6 +111,11 @@ def run(
         raise EvoregError(
             f"{optimizer.name} is a gradient method and {problem.name} provides no gradients; "
             "problems that do: " + ", ".join(_gradient_problems())
+        )
+    if evaluator != "local" and optimizer.needs_gradients:
+        raise EvoregError(
+            f"{optimizer.name} is a gradient method; the {evaluator} evaluator returns no "
+            "gradients (use evaluator='local')"
         )
     description = {
         "problem": problem.name,
@@ -117,6 +135,21 @@ def run(
         if (out / RESULT_FILE).exists() and state["cost"] >= budget:
             return _finished(out, optimizer, log)
 
+    # The driver's problem stays the one checkpointed and reported; only scoring moves.
+    distributed = None
+    if evaluator == "ray":
+        from .distributed import RayEvaluator
+
+        options = {"address": ray_address, "num_workers": workers}
+        if problem_name is not None:
+            distributed = RayEvaluator(
+                problem_name, problem_config, seed=problem_seed, device=device,
+                problem=problem, **options,
+            )
+        else:
+            distributed = RayEvaluator.from_problem(problem, **options)
+    evaluate = problem.evaluate if distributed is None else distributed.evaluate
+
     show = sys.stderr.isatty() if progress is None else progress
     bar = _progress_bar(show, budget, problem.budget_unit, state["cost"])
     started = time.perf_counter() - state["elapsed"]
@@ -129,7 +162,7 @@ def run(
                 evaluation = problem.evaluate(pop, gradients=True)
                 optimizer.tell(pop, evaluation.losses, gradients=evaluation.gradients)
             else:
-                evaluation = problem.evaluate(pop)
+                evaluation = evaluate(pop)
                 optimizer.tell(pop, evaluation.losses)
             state["generation"] += 1
             state["cost"] += float(evaluation.cost)
@@ -151,6 +184,8 @@ def run(
                 _checkpoint(out, state, len(log), problem, optimizer)
                 last_checkpoint = time.perf_counter()
     finally:
+        if distributed is not None:
+            distributed.close()
         if log_file is not None:
             log_file.close()
         if bar is not None:
