@@ -150,8 +150,12 @@ class RayEvaluator:
         options = {"num_cpus": 1, **(actor_options or {})}
         actor = ray.remote(_Worker).options(**options)
         self.workers = [actor.remote(problem_factory) for _ in range(num_workers)]
-        # Fail here, not in the first generation, if an actor cannot build its problem.
-        ray.get([w.ready.remote() for w in self.workers])
+        try:
+            # Fail here, not in the first generation, if an actor cannot build its problem.
+            ray.get([w.ready.remote() for w in self.workers])
+        except BaseException:
+            self.close()
+            raise
 
     @classmethod
     def from_factory(

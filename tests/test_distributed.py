@@ -134,6 +134,15 @@ def test_a_problem_without_the_split_is_refused() -> None:
         RayEvaluator("sphere", {"dim": 3}, seed=0)
 
 
+def _broken() -> Problem:
+    raise RuntimeError("no data on this node")
+
+
+def test_an_actor_that_cannot_build_its_problem_fails_at_once() -> None:
+    with pytest.raises(Exception, match="no data on this node"):
+        RayEvaluator.from_factory(_broken, problem=toy(), num_workers=1)
+
+
 def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails
     with pytest.raises(EvoregError, match=r'pip install "evoreg\[ray\]"'):
