@@ -1,0 +1,357 @@
+"""Play an Atari 2600 game with a Nature-DQN policy; the search space is all 1.7M weights.
+
+The problem of Such, Madhavan, Conti, Lehman, Stanley & Clune, "Deep Neuroevolution"
+(arXiv:1712.06567, 2017) and of Prellberg's thesis (2020, ch. 6; code
+jprellberg/genetic-algorithm-rl). Any ALE game by name (``frostbite``, ``Frostbite``,
+``ALE/Frostbite-v5``); the ROMs ship inside ale-py. Preprocessing as the thesis: 1-30 random
+no-op frames at reset, FIRE on reset, frame skip 4 with the max over the last two frames,
+grey 84x84, a stack of 4, no termination on life loss, unclipped rewards, sticky actions off,
+episodes capped at ``max_steps`` = 3000 agent steps (12,000 emulator frames).
+
+The policy is the Nature-DQN network (32 8x8/4, 64 4x4/2, 64 3x3/1, dense 512, ReLU, no
+padding; input obs / 255); the action is the argmax of its outputs. Initialisation as the
+thesis code: every weight N(0, 1), then each output unit's row scaled to unit L2 norm, biases
+0; ``init_from_seed(seed)`` gives it deterministically from an integer seed (for seed genomes).
+
+One ``evaluate`` is one generation: ONE episode seed (``draw()``) shared by every candidate,
+one episode each. The loss is minus the episode score; the cost is emulator frames (4 per
+agent step). Episodes run in ``num_envs`` slots of one ``ale_py`` vector environment: when a
+slot's episode ends the next candidate is loaded into it and only that environment is reset,
+and each step's forward passes of all slots are one batched call with per-slot weights
+(patches + ``bmm``, which on CPU gives the same bits whatever the batch, so a candidate's score
+does not depend on its slot or its neighbours). ``report(x)`` plays ``report_episodes``
+episodes with fixed seeds, none used in training.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from evoreg import Evaluation, EvoregError, Population, Problem, Real, hookimpl
+from evoreg.evaluate import flatten_parameters, parameter_count, unflatten_parameters
+
+FRAMESKIP = 4
+REPORT_SEED_BASE = 1_000_000  # report episodes use seeds 1_000_000 + i, disjoint from draws
+SEED_BOUND = 2**31 - 1  # ALE takes int seeds
+# (kernel, stride) of the three convolutions, in the order of the network's parameters
+CONVS = ((8, 4), (4, 2), (3, 1))
+
+
+# --------------------------------------------------------------------------- games
+def rom_ids() -> list[str]:
+    """The snake_case names of the ROMs installed with ale-py."""
+    from ale_py import roms
+
+    return sorted(roms.get_all_rom_ids())
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def game_id(name: str) -> str:
+    """The ROM id of ``name``: snake_case (``ms_pacman``), CamelCase (``MsPacman``) or a gym id
+    (``ALE/MsPacman-v5``, ``MsPacmanNoFrameskip-v4``); an unknown name lists close matches."""
+    ids = rom_ids()
+    base = name.strip()
+    base = re.sub(r"^ALE/", "", base)
+    base = re.sub(r"-v\d+$", "", base)
+    base = re.sub(r"(NoFrameskip|Deterministic)$", "", base)
+    by_squashed = {_squash(i): i for i in ids}
+    found = by_squashed.get(_squash(base))
+    if found is not None:
+        return found
+    # Compare snake_case forms, so "FrostByte" and "frostbyte" both suggest "frostbite".
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", base).lower()
+    matches = difflib.get_close_matches(snake, ids, n=5, cutoff=0.6)
+    hint = ("did you mean " + ", ".join(repr(m) for m in matches) + "?") if matches else (
+        f"{len(ids)} ROMs are installed, e.g. {', '.join(ids[:5])}"
+    )
+    raise EvoregError(f"unknown Atari game {name!r}; {hint}")
+
+
+# --------------------------------------------------------------------------- policy
+def nature_dqn(num_actions: int, in_channels: int = 4) -> nn.Module:
+    """Mnih et al. (2015)'s network: 32 8x8/4, 64 4x4/2, 64 3x3/1, dense 512, no padding."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 32, 8, stride=4), nn.ReLU(),
+        nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+        nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(3136, 512), nn.ReLU(),
+        nn.Linear(512, num_actions),
+    )
+
+
+def unit_row_init_(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """The thesis' init: weights N(0, 1), each output unit's row scaled to unit norm, biases 0."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                w = torch.randn(module.weight.shape, generator=generator)
+                rows = w.view(w.shape[0], -1)
+                rows /= rows.norm(p=2, dim=1, keepdim=True)
+                module.weight.copy_(w)
+                module.bias.zero_()
+    return model
+
+
+def _patches(h: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """``[n, c, H, W] -> [n, c*k*k, L]`` in ``F.unfold``'s order, from strided views.
+
+    ``F.unfold`` was measured ~15x slower than this on the 2-core CPU (440 vs 8 ms for 64
+    frames of the first layer), so the patches are gathered by ``Tensor.unfold`` views.
+    """
+    n, c = h.shape[:2]
+    p = h.unfold(2, kernel, stride).unfold(3, kernel, stride)  # n, c, oh, ow, k, k
+    oh, ow = p.shape[2:4]
+    return p.permute(0, 1, 4, 5, 2, 3).reshape(n, c * kernel * kernel, oh * ow)
+
+
+class SlotPolicies:
+    """``n`` Nature-DQN agents, one per slot, each with its own weights, run as one batch.
+
+    Weights live in per-layer buffers ``[n, out, fan_in]`` on ``device``; ``load`` writes rows
+    of flat vectors into chosen slots. ``act`` is one forward of all slots: each convolution
+    as patches + ``bmm`` and each dense layer as ``bmm``. Grouped convolution
+    (``F.conv2d(groups=n)``) was measured no faster on the 2-core CPU and its results change
+    in the last bits with the number of groups, which would let a candidate's score depend on
+    how many slots are busy; ``bmm`` gives the same bits for a slot whatever the batch.
+    """
+
+    def __init__(self, template: nn.Module, n: int, device: torch.device) -> None:
+        self.template, self.n, self.device = template, n, device
+        self.shapes = [(name, p.shape) for name, p in template.named_parameters()]
+        self.buffers = [
+            torch.zeros(n, shape[0], int(np.prod(shape[1:])) if len(shape) > 1 else 1,
+                        device=device)
+            for _, shape in self.shapes
+        ]
+
+    def load(self, slots: torch.Tensor, rows: torch.Tensor) -> None:
+        """Weights of ``rows [k, d]`` into ``slots [k]``."""
+        params = unflatten_parameters(self.template, rows.to(self.device, torch.float32))
+        slots = slots.to(self.device)
+        for buffer, (name, _) in zip(self.buffers, self.shapes):
+            buffer[slots] = params[name].reshape(len(slots), buffer.shape[1], buffer.shape[2])
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs [n, 4, 84, 84]`` (uint8) -> ``[n, actions]``, each slot with its weights."""
+        h = obs.to(self.device, torch.float32).div_(255.0)
+        b = self.buffers
+        for layer, (kernel, stride) in enumerate(CONVS):
+            weight, bias = b[2 * layer], b[2 * layer + 1]
+            size = (h.shape[2] - kernel) // stride + 1
+            h = torch.baddbmm(bias, weight, _patches(h, kernel, stride)).relu_()
+            h = h.view(self.n, weight.shape[1], size, size)
+        h = h.reshape(self.n, 1, -1)
+        h = torch.baddbmm(b[7].transpose(1, 2), h, b[6].transpose(1, 2)).relu_()
+        return torch.baddbmm(b[9].transpose(1, 2), h, b[8].transpose(1, 2)).squeeze(1)
+
+    def act(self, obs: torch.Tensor) -> np.ndarray:
+        return self.logits(obs).argmax(dim=1).cpu().numpy()
+
+
+# --------------------------------------------------------------------------- problem
+@dataclass
+class Config:
+    game: str = "frostbite"  #: ALE game: frostbite, Frostbite or ALE/Frostbite-v5
+    max_steps: int = 3000  #: agent steps per episode (thesis: 3000, i.e. 12,000 frames)
+    num_envs: int = 64  #: environments stepped together, one candidate each
+    num_threads: int = 0  #: emulator threads (0: all cores)
+    report_episodes: int = 30  #: fixed-seed episodes that report() averages
+    noop_max: int = 30  #: up to this many random no-op frames at reset (thesis: 30)
+
+    def __post_init__(self) -> None:
+        self.game = game_id(self.game)
+        for key in ("max_steps", "num_envs", "report_episodes"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.num_threads < 0 or self.noop_max < 0:
+            raise ValueError("num_threads and noop_max must be >= 0")
+
+
+class Atari(Problem):
+    """Minus the score of one episode per candidate, all under the generation's episode seed."""
+
+    Config = Config
+    citation = (
+        "Such et al. (2017), Deep Neuroevolution, arXiv:1712.06567; Prellberg (2020), thesis ch. 6"
+    )
+    budget_unit = "frames"
+    info_merge = {"max_score": "max", "episode_seed": "first"}
+    #: vector environments kept, by number of slots (a generation, report, a worker's shard)
+    env_cache_size = 3
+
+    def setup(self) -> None:
+        self._envs: OrderedDict[int, Any] = OrderedDict()
+        probe = self._make_env(1)
+        self.num_actions = int(probe.single_action_space.n)
+        probe.close()
+        self.template = nature_dqn(self.num_actions)
+        self.dim = parameter_count(self.template)
+        self.space = Real(
+            dim=self.dim,
+            init=lambda: self.init_from_seed(0),
+            sigma=0.005,
+            init_from_seed=self.init_from_seed,
+        )
+
+    def init_from_seed(self, seed: int) -> torch.Tensor:
+        """The thesis' initial weights drawn from ``seed``: the same ``Tensor[d]`` on every
+        machine (a CPU generator, whatever the problem's device)."""
+        generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        return flatten_parameters(unit_row_init_(nature_dqn(self.num_actions), generator))
+
+    # ----------------------------------------------------------------- environments
+    def _make_env(self, n: int):
+        from ale_py.vector_env import AtariVectorEnv
+
+        c = self.config
+        return AtariVectorEnv(
+            c.game, n,
+            num_threads=c.num_threads,
+            # ALE counts this in emulator frames of agent steps (reset no-ops excluded):
+            # measured, an episode is truncated after exactly max_frames / frameskip steps.
+            max_num_frames_per_episode=c.max_steps * FRAMESKIP,
+            reward_clipping=False, noop_max=c.noop_max, frameskip=FRAMESKIP, maxpool=True,
+            grayscale=True, img_height=84, img_width=84, stack_num=4, episodic_life=False,
+            use_fire_reset=True, repeat_action_probability=0.0,
+            # NextStep: a finished env is reset by us (with our seed) before its next step,
+            # so the emulator never spends frames on an automatic reset we would discard.
+            autoreset_mode="NextStep",
+        )
+
+    def env(self, n: int):
+        """A vector environment of ``n`` slots (kept for reuse)."""
+        if n in self._envs:
+            self._envs.move_to_end(n)
+            return self._envs[n]
+        while len(self._envs) >= self.env_cache_size:
+            _, old = self._envs.popitem(last=False)
+            old.close()
+        self._envs[n] = self._make_env(n)
+        return self._envs[n]
+
+    def close(self) -> None:
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+
+    def __getstate__(self) -> dict[str, Any]:  # environments are rebuilt where unpickled
+        state = self.__dict__.copy()
+        state["_envs"] = OrderedDict()
+        return state
+
+    # ----------------------------------------------------------------- rollouts
+    @torch.inference_mode()
+    def rollout(
+        self,
+        rows: Callable[[int, int], torch.Tensor] | None,
+        count: int,
+        seeds: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and agent steps of ``count`` episodes, one per candidate.
+
+        Candidate ``i`` has weights ``rows(i, j)[i - i0]`` (materialised only as slots free
+        up, never all at once) and plays with episode seed ``seeds[i]``. ``rows=None`` plays
+        uniformly random actions (drawn from the seed, for ``report_random``).
+        """
+        n = min(self.config.num_envs, count)
+        env = self.env(n)
+        policies = SlotPolicies(self.template, n, self.device) if rows is not None else None
+        scores = np.zeros(count, dtype=np.float64)
+        steps = np.zeros(count, dtype=np.int64)
+        slot = np.arange(n)  # candidate in each slot; -1: idle (none left)
+        if policies is not None:
+            policies.load(torch.arange(n), rows(0, n))
+        obs, _ = env.reset(seed=seeds[:n].astype(np.int64))
+        following = n
+        random_actions = np.random.default_rng(int(seeds[0])) if rows is None else None
+        while (slot >= 0).any():
+            if policies is not None:
+                actions = policies.act(torch.from_numpy(obs))
+            else:
+                actions = random_actions.integers(0, self.num_actions, n)
+            obs, reward, terminated, truncated, _ = env.step(actions.astype(np.int64))
+            busy = slot >= 0
+            scores[slot[busy]] += reward[busy]
+            steps[slot[busy]] += 1
+            done = np.flatnonzero(busy & (terminated | truncated))
+            if len(done) == 0:
+                continue
+            slot[done] = -1
+            refill = done[: count - following]
+            if len(refill) == 0:
+                continue  # idle slots keep stepping (uncounted) until the last episode ends
+            new = np.arange(following, following + len(refill))
+            if policies is not None:
+                policies.load(torch.from_numpy(refill), rows(following, following + len(refill)))
+            slot[refill] = new
+            following += len(refill)
+            mask = np.zeros(n, dtype=bool)
+            mask[refill] = True
+            obs, _ = env.reset(seed=seeds[new].astype(np.int64), options={"reset_mask": mask})
+        return scores, steps
+
+    # ----------------------------------------------------------------- scoring
+    def draw(self) -> dict[str, Any]:
+        """The generation's episode seed (advances the problem's random state)."""
+        return {"episode_seed": int(self.rng.integers(0, SEED_BOUND))}
+
+    def evaluate_drawn(self, pop: Population, draw: dict[str, Any]) -> Evaluation:
+        """One episode per candidate under ``draw``'s seed; loss = -score, cost = frames."""
+        count = len(pop)
+        if count == 0:
+            return Evaluation(torch.zeros(0), cost=0.0, info={"frames": 0})
+        seeds = np.full(count, int(draw["episode_seed"]), dtype=np.int64)
+        scores, steps = self.rollout(pop.rows, count, seeds)
+        frames = int(steps.sum()) * FRAMESKIP
+        info = {
+            "frames": frames,
+            "agent_steps": int(steps.sum()),
+            "episodes": count,
+            "mean_score": float(scores.mean()),
+            "max_score": float(scores.max()),
+            "episode_seed": int(draw["episode_seed"]),
+        }
+        return Evaluation(torch.from_numpy(-scores).float(), cost=float(frames), info=info)
+
+    def report(self, x: Any) -> dict[str, float]:
+        """Mean, median, min and max score of ``x`` over ``report_episodes`` fixed seeds."""
+        weights = torch.as_tensor(x, dtype=torch.float32).reshape(1, -1)
+        if weights.shape[1] != self.dim:
+            raise EvoregError(f"atari: a candidate has {self.dim:,} weights, got {weights.shape}")
+        return self._report(lambda start, stop: weights.expand(stop - start, -1))
+
+    def report_random(self, episodes: int | None = None) -> dict[str, float]:
+        """``report``'s figures for uniformly random actions (a baseline)."""
+        return self._report(None, episodes)
+
+    def _report(self, rows, episodes: int | None = None) -> dict[str, float]:
+        episodes = episodes or self.config.report_episodes
+        seeds = REPORT_SEED_BASE + np.arange(episodes, dtype=np.int64)
+        scores, steps = self.rollout(rows, episodes, seeds)
+        return {
+            "mean_score": float(np.mean(scores)),
+            "median_score": float(np.median(scores)),
+            "min_score": float(np.min(scores)),
+            "max_score": float(np.max(scores)),
+            "std_score": float(np.std(scores)),
+            "episodes": int(episodes),
+            "mean_steps": float(np.mean(steps)),
+        }
+
+
+@hookimpl
+def evoreg_register_problems(register):
+    register("atari", Atari, family="weights")
