@@ -102,9 +102,11 @@ class RayEvaluator:
     ``seed`` and ``device``), or with ``problem_factory`` (see :meth:`from_factory`,
     :meth:`from_problem`). ``problem`` is the driver's instance (built here when not given):
     it draws each generation's randomness and its state is what a checkpoint saves.
-    ``num_workers`` defaults to the cluster's CPU count; a generation with fewer candidates
+    ``num_workers`` defaults to the cluster's free CPUs; a generation with fewer candidates
     uses fewer actors. ``actor_options`` go to Ray's ``.options()`` (``{"num_gpus": 0.5}``
-    for actors that evaluate on a GPU); each actor takes one CPU by default.
+    for actors that evaluate on a GPU); each actor takes one CPU by default. Actors that have
+    not built their problems after ``start_timeout`` seconds (the cluster has no room for
+    them, say) are stopped and an EvoregError says so.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class RayEvaluator:
         problem: Problem | None = None,
         problem_factory: ProblemFactory | None = None,
         actor_options: dict[str, Any] | None = None,
+        start_timeout: float = 600.0,
     ) -> None:
         if (problem_name is None) == (problem_factory is None):
             raise EvoregError("RayEvaluator needs a problem_name or a problem_factory (one)")
@@ -145,14 +148,27 @@ class RayEvaluator:
             else:
                 ray.init(address=address, log_to_driver=False)
             self._owns_ray = True
-        if num_workers is None:
-            num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         options = {"num_cpus": 1, **(actor_options or {})}
+        if num_workers is None:
+            # The CPUs free now, not the cluster's total: actors of another evaluator hold
+            # theirs, and an actor waiting for a CPU that never frees would hang the run.
+            free = ray.available_resources().get("CPU", 1)
+            per_actor = options["num_cpus"]
+            num_workers = max(1, int(free // per_actor)) if per_actor > 0 else max(1, int(free))
         actor = ray.remote(_Worker).options(**options)
         self.workers = [actor.remote(problem_factory) for _ in range(num_workers)]
         try:
-            # Fail here, not in the first generation, if an actor cannot build its problem.
-            ray.get([w.ready.remote() for w in self.workers])
+            # Fail here, not in the first generation, if an actor cannot build its problem
+            # or cannot be placed.
+            ray.get([w.ready.remote() for w in self.workers], timeout=start_timeout)
+        except ray.exceptions.GetTimeoutError:
+            free = ray.available_resources()
+            self.close()
+            raise EvoregError(
+                f"{num_workers} Ray actors ({options}) did not start within {start_timeout:g} s; "
+                f"the cluster has {free} free: ask for fewer workers (--workers N) or a "
+                "longer start_timeout"
+            ) from None
         except BaseException:
             self.close()
             raise
