@@ -30,7 +30,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -170,6 +170,11 @@ class Config:
     num_threads: int = 0  #: emulator threads (0: all cores)
     report_episodes: int = 30  #: fixed-seed episodes that report() averages
     noop_max: int = 30  #: up to this many random no-op frames at reset (thesis: 30)
+    #: frames: ALE's 1..noop_max no-op frames, drawn at a seeded reset (the thesis' exact
+    #: preprocessing; a seeded reset reloads the ROM, ~0.2 s measured, and stalls every slot);
+    #: steps: a deterministic unseeded reset (~0.015 s), then 1..ceil(noop_max / 4) no-op
+    #: agent steps of 4 frames drawn from the episode seed
+    noops: Literal["frames", "steps"] = "frames"
 
     def __post_init__(self) -> None:
         self.game = game_id(self.game)
@@ -178,6 +183,8 @@ class Config:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.num_threads < 0 or self.noop_max < 0:
             raise ValueError("num_threads and noop_max must be >= 0")
+        if self.noops not in ("frames", "steps"):
+            raise ValueError(f"noops must be 'frames' or 'steps', got {self.noops!r}")
 
 
 class Atari(Problem):
@@ -223,7 +230,8 @@ class Atari(Problem):
             # ALE counts this in emulator frames of agent steps (reset no-ops excluded):
             # measured, an episode is truncated after exactly max_frames / frameskip steps.
             max_num_frames_per_episode=c.max_steps * FRAMESKIP,
-            reward_clipping=False, noop_max=c.noop_max, frameskip=FRAMESKIP, maxpool=True,
+            reward_clipping=False, noop_max=c.noop_max if c.noops == "frames" else 0,
+            frameskip=FRAMESKIP, maxpool=True,
             grayscale=True, img_height=84, img_width=84, stack_num=4, episodic_life=False,
             use_fire_reset=True, repeat_action_probability=0.0,
             # NextStep: a finished env is reset by us (with our seed) before its next step,
@@ -253,6 +261,23 @@ class Atari(Problem):
         return state
 
     # ----------------------------------------------------------------- rollouts
+    def _reset(self, env, slots: np.ndarray, seeds: np.ndarray, noops: np.ndarray):
+        """Reset ``slots`` for episodes of ``seeds``; in ``noops="steps"`` mode also set
+        each slot's count of no-op agent steps, drawn from its seed."""
+        n = env.num_envs
+        mask = np.zeros(n, dtype=bool)
+        mask[slots] = True
+        if self.config.noops == "frames":
+            seed = seeds.astype(np.int64)
+        else:
+            # ALE with noop_max=0 and no seed resets to the same state every time (measured)
+            seed = None
+            most = max(1, -(-self.config.noop_max // FRAMESKIP))
+            noops[slots] = [np.random.default_rng(int(s)).integers(1, most + 1) for s in seeds]
+        if mask.all():  # the first reset of an environment must reset every slot
+            return env.reset(seed=seed)[0]
+        return env.reset(seed=seed, options={"reset_mask": mask})[0]
+
     @torch.inference_mode()
     def rollout(
         self,
@@ -274,7 +299,8 @@ class Atari(Problem):
         slot = np.arange(n)  # candidate in each slot; -1: idle (none left)
         if policies is not None:
             policies.load(torch.arange(n), rows(0, n))
-        obs, _ = env.reset(seed=seeds[:n].astype(np.int64))
+        noops = np.zeros(n, dtype=np.int64)
+        obs = self._reset(env, np.arange(n), seeds[:n], noops)
         following = n
         random_actions = np.random.default_rng(int(seeds[0])) if rows is None else None
         while (slot >= 0).any():
@@ -282,6 +308,9 @@ class Atari(Problem):
                 actions = policies.act(torch.from_numpy(obs))
             else:
                 actions = random_actions.integers(0, self.num_actions, n)
+            if self.config.noops == "steps":
+                actions[noops > 0] = 0  # NOOP is action 0 of every minimal action set
+                noops[noops > 0] -= 1
             obs, reward, terminated, truncated, _ = env.step(actions.astype(np.int64))
             busy = slot >= 0
             scores[slot[busy]] += reward[busy]
@@ -298,9 +327,7 @@ class Atari(Problem):
                 policies.load(torch.from_numpy(refill), rows(following, following + len(refill)))
             slot[refill] = new
             following += len(refill)
-            mask = np.zeros(n, dtype=bool)
-            mask[refill] = True
-            obs, _ = env.reset(seed=seeds[new].astype(np.int64), options={"reset_mask": mask})
+            obs = self._reset(env, refill, seeds[new], noops)
         return scores, steps
 
     # ----------------------------------------------------------------- scoring
