@@ -1,0 +1,42 @@
+"""Smoke test of benchmarks/rollout_throughput.py: tiny sizes, results in tmp, docs untouched."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def test_rollout_throughput_quick(tmp_path):
+    doc = ROOT / "docs" / "benchmarks.md"
+    doc_before = doc.read_text() if doc.exists() else None
+    command = [
+        sys.executable, str(BENCHMARKS / "rollout_throughput.py"), "--quick", "--game", "pong",
+        "--agents", "2", "--steps", "5", "--naive-steps", "3", "--repeats", "2",
+        "--threads", "1", "--out", str(tmp_path), "--no-doc",
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    assert [p.name for p in tmp_path.iterdir()] == ["rollout_throughput.json"]
+    result = json.loads((tmp_path / "rollout_throughput.json").read_text())
+    for key in ("benchmark", "date", "command", "machine", "device", "torch", "versions",
+                "config", "repeats", "medians", "ratios", "goal"):
+        assert key in result, key
+    assert result["benchmark"] == "rollout_throughput" and result["game"] == "pong"
+    assert "rollout_throughput.py" in result["command"] and "--quick" in result["command"]
+    assert result["parameters_per_agent"] == 1_687_206
+    assert len(result["repeats"]) == 2
+    for record in result["repeats"]:
+        for kind in ("ours", "ours_noop_steps", "raw", "naive"):
+            assert record[kind]["frames_per_second"] > 0 and record[kind]["frames"] > 0
+        assert record["raw"]["frames"] == 2 * 5 * 4
+        assert record["forward"]["bmm_ms_per_step"] > 0
+    assert all(value > 0 for value in result["medians"].values())
+    assert all(value > 0 for value in result["ratios"].values())
+    assert isinstance(result["goal"]["met"], bool)
+    assert (doc.read_text() if doc.exists() else None) == doc_before
