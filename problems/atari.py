@@ -6,7 +6,10 @@ jprellberg/genetic-algorithm-rl). Any ALE game by name (``frostbite``, ``Frostbi
 ``ALE/Frostbite-v5``); the ROMs ship inside ale-py. Preprocessing as the thesis: 1-30 random
 no-op frames at reset, FIRE on reset, frame skip 4 with the max over the last two frames,
 grey 84x84, a stack of 4, no termination on life loss, unclipped rewards, sticky actions off,
-episodes capped at ``max_steps`` = 3000 agent steps (12,000 emulator frames).
+episodes capped at ``max_steps`` = 3000 agent steps (12,000 emulator frames). The no-ops
+come from a seeded ALE reset, which reloads the ROM (~0.2 s on a CPU core, while every slot
+waits); ``noops="steps"`` instead resets unseeded (deterministic, ~15 ms) and plays 1-8 no-op
+agent steps of 4 frames drawn from the episode seed.
 
 The policy is the Nature-DQN network (32 8x8/4, 64 4x4/2, 64 3x3/1, dense 512, ReLU, no
 padding; input obs / 255); the action is the argmax of its outputs. Initialisation as the
