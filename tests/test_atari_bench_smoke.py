@@ -40,3 +40,19 @@ def test_rollout_throughput_quick(tmp_path):
     assert all(value > 0 for value in result["ratios"].values())
     assert isinstance(result["goal"]["met"], bool)
     assert (doc.read_text() if doc.exists() else None) == doc_before
+
+
+def test_ga_frostbite_quick(tmp_path):
+    command = [sys.executable, str(BENCHMARKS / "ga_frostbite.py"), "--quick",
+               "--out", str(tmp_path), "--no-doc"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ga_frostbite.json", "ga_frostbite.png"]
+    result = json.loads((tmp_path / "ga_frostbite.json").read_text())
+    assert set(result["runs"]) == {"atari-ga", "ng:OnePlusOne"}
+    for runs in result["runs"].values():
+        assert len(runs) == 1 and runs[0]["frames"] >= 800
+        assert {"mean_score", "median_score"} <= set(runs[0]["report"])
+        assert runs[0]["curve"] and runs[0]["curve"][-1][0] == runs[0]["frames"]
+    assert result["random_actions"]["episodes"] == 2
+    assert "ga_frostbite.py" in result["command"]
