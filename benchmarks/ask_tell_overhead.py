@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     RESULTS,
     copy_bandwidth,
-    machine_summary,
+    doc_line,
     median,
     per_candidate_us,
     relative_to_root,
@@ -347,15 +347,11 @@ def doc_row(result: dict) -> dict:
         f"{b['evoreg_multiple_of_bound']:.1f}x bound"
     )
     goal = result["goal"]
-    return {
-        "benchmark": NAME,
-        "date": result["date"][:10],
-        "machine": machine_summary(result),
-        "figure": figure,
-        "goal": f"evoreg >= {goal['ratio']:g}x below nevergrad per candidate",
-        "met": f"{'yes' if goal['met'] else 'no'} ({goal['worst_ratio']:.1f}x)",
-        "command": result["command"],
-    }
+    return doc_line(
+        NAME, result, figure,
+        goal=f"evoreg >= {goal['ratio']:g}x below nevergrad per candidate",
+        met=f"{'yes' if goal['met'] else 'no'} ({goal['worst_ratio']:.1f}x)",
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -145,6 +145,36 @@ def machine_summary(info: dict[str, Any]) -> str:
     return text
 
 
+def doc_line(name: str, info: dict[str, Any], figure: str, goal: str, met: str) -> dict[str, Any]:
+    """The benchmark's line for ``docs/benchmarks.md`` (``info``: ``run_info``'s fields)."""
+    return {
+        "benchmark": name, "date": info["date"][:10], "machine": machine_summary(info),
+        "figure": figure, "goal": goal, "met": met, "command": info["command"],
+    }
+
+
+def add_output_options(parser: Any, out: str, quick: dict[str, Any]) -> None:
+    """``--quick`` (a smoke run with the ``quick`` sizes), ``--out`` and ``--no-doc``."""
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="smoke run: " + ", ".join(f"{k}={v}" for k, v in quick.items()) + " unless given",
+    )
+    parser.add_argument("--out", default=out, help="folder for the JSON")
+    parser.add_argument(
+        "--no-doc", dest="doc", action="store_false", help="do not touch docs/benchmarks.md"
+    )
+
+
+def fill_sizes(parser: Any, parsed: dict[str, Any], quick: dict[str, int], defaults: Any) -> None:
+    """Sizes not given on the command line: ``quick``'s with ``--quick``, else ``defaults``';
+    each must be >= 1."""
+    for key in quick:
+        if parsed[key] is None:
+            parsed[key] = quick[key] if parsed["quick"] else getattr(defaults, key)
+        if parsed[key] < 1:
+            parser.error(f"--{key.replace('_', '-')} must be >= 1")
+
+
 def write_result(data: dict[str, Any], out_dir: str | os.PathLike, name: str) -> Path:
     path = Path(out_dir) / f"{name}.json"
     write_json(data, path)

@@ -40,7 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     RESULTS,
-    machine_summary,
+    add_output_options,
+    doc_line,
+    fill_sizes,
     median,
     relative_to_root,
     run_info,
@@ -92,23 +94,9 @@ def parse_args(argv: list[str] | None = None) -> Args:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
-    parser.add_argument(
-        "--quick", action="store_true",
-        help="smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()) + " unless given",
-    )
-    parser.add_argument("--out", default=defaults.out, help="folder for the JSON")
-    parser.add_argument(
-        "--no-doc", dest="doc", action="store_false", help="do not touch docs/benchmarks.md"
-    )
+    add_output_options(parser, defaults.out, QUICK)
     parsed = vars(parser.parse_args(argv))
-    for key, value in (QUICK if parsed["quick"] else {}).items():
-        if parsed[key] is None:
-            parsed[key] = value
-    for key in QUICK:
-        if parsed[key] is None:
-            parsed[key] = getattr(defaults, key)
-        if parsed[key] < 1:
-            parser.error(f"--{key.replace('_', '-')} must be >= 1")
+    fill_sizes(parser, parsed, QUICK, defaults)
     return Args(**parsed)
 
 
@@ -308,16 +296,12 @@ def doc_row(result: dict) -> dict:
         )
     figure = "; ".join(parts) + f"; fp32 matmul {result['matmul']['gflops']:.0f} GFLOP/s"
     goal = result["goal"]
-    return {
-        "benchmark": NAME,
-        "date": result["date"][:10],
-        "machine": machine_summary(result),
-        "figure": figure,
-        "goal": f"mlp92k >= {GOAL_SHARE:.0%} of matmul GFLOP/s; no model slower than the loop",
-        "met": f"{'yes' if goal['met'] else 'no'} ({goal['mlp92k_share_of_matmul']:.0%}; "
-               f"min {goal['min_speedup_over_loop']:.2f}x loop)",
-        "command": result["command"],
-    }
+    return doc_line(
+        NAME, result, figure,
+        goal=f"mlp92k >= {GOAL_SHARE:.0%} of matmul GFLOP/s; no model slower than the loop",
+        met=f"{'yes' if goal['met'] else 'no'} ({goal['mlp92k_share_of_matmul']:.0%}; "
+                   f"min {goal['min_speedup_over_loop']:.2f}x loop)",
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:

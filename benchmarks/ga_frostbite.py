@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     RESULTS,
-    machine_summary,
+    doc_line,
     relative_to_root,
     run_info,
     update_doc_table,
@@ -205,11 +205,10 @@ def main() -> None:
     if not args.no_doc:
         best_peer = max((s for n, s in medians.items() if n != "atari-ga"), default=float("-inf"))
         beats = medians["atari-ga"] > max(best_peer, random["mean_score"])
-        update_doc_table({
-            "benchmark": NAME, "date": info["date"][:10], "machine": machine_summary(info),
-            "figure": figure, "goal": "atari-ga above random actions and the nevergrad peers",
-            "met": "yes" if beats else "no", "command": info["command"],
-        })
+        update_doc_table(doc_line(
+            NAME, info, figure, goal="atari-ga above random actions and the nevergrad peers",
+            met="yes" if beats else "no",
+        ))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     RESULTS,
-    machine_summary,
+    doc_line,
     relative_to_root,
     run_info,
     synchronize,
@@ -166,14 +166,12 @@ def main() -> None:
     print(figure)
     print(f"wrote {relative_to_root(path)}")
     if not args.no_doc:
-        update_doc_table({
-            "benchmark": NAME if (full or not on_gpu) else f"{NAME} (subsample, GPU)",
-            "date": info["date"][:10], "machine": machine_summary(info), "figure": figure,
-            "goal": "full-training-set trace under 10 min on an H100",
-            "met": ("yes" if goal_met else "no") if goal_met is not None
+        update_doc_table(doc_line(
+            NAME if (full or not on_gpu) else f"{NAME} (subsample, GPU)", info, figure,
+            goal="full-training-set trace under 10 min on an H100",
+            met=("yes" if goal_met else "no") if goal_met is not None
             else "not measured: needs a GPU and --batch-size full",
-            "command": info["command"],
-        })
+        ))
 
 
 if __name__ == "__main__":

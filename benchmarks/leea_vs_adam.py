@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     RESULTS,
-    machine_summary,
+    doc_line,
     relative_to_root,
     run_info,
     update_doc_table,
@@ -184,12 +184,10 @@ def main() -> None:
     print(figure)
     print(f"wrote {relative_to_root(path)}")
     if not args.no_doc:
-        update_doc_table({
-            "benchmark": NAME, "date": info["date"][:10], "machine": machine_summary(info),
-            "figure": figure, "goal": f"leea / Adam test accuracy >= {GOAL}",
-            "met": f"{'yes' if ratio >= GOAL else 'no'} ({ratio:.3f})",
-            "command": info["command"],
-        })
+        update_doc_table(doc_line(
+            NAME, info, figure, goal=f"leea / Adam test accuracy >= {GOAL}",
+            met=f"{'yes' if ratio >= GOAL else 'no'} ({ratio:.3f})",
+        ))
 
 
 if __name__ == "__main__":

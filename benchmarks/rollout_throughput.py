@@ -46,7 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     RESULTS,
-    machine_summary,
+    add_output_options,
+    doc_line,
+    fill_sizes,
     median,
     relative_to_root,
     run_info,
@@ -94,23 +96,9 @@ def parse_args(argv: list[str] | None = None) -> Args:
                         help="emulator threads (0: all cores)")
     parser.add_argument("--device", default=defaults.device, help="cpu, cuda or auto")
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument(
-        "--quick", action="store_true",
-        help="smoke run: " + ", ".join(f"{k}={v}" for k, v in QUICK.items()) + " unless given",
-    )
-    parser.add_argument("--out", default=defaults.out, help="folder for the JSON")
-    parser.add_argument(
-        "--no-doc", dest="doc", action="store_false", help="do not touch docs/benchmarks.md"
-    )
+    add_output_options(parser, defaults.out, QUICK)
     parsed = vars(parser.parse_args(argv))
-    for key, value in (QUICK if parsed["quick"] else {}).items():
-        if parsed[key] is None:
-            parsed[key] = value
-    for key in QUICK:
-        if parsed[key] is None:
-            parsed[key] = getattr(defaults, key)
-        if parsed[key] < 1:
-            parser.error(f"--{key.replace('_', '-')} must be >= 1")
+    fill_sizes(parser, parsed, QUICK, defaults)
     return Args(**parsed)
 
 
@@ -305,15 +293,11 @@ def doc_row(result: dict) -> dict:
         f"{m['forward_grouped_conv_ms_per_step']:.0f} ms), emulator "
         f"{m['emulator_ms_per_step']:.0f} ms"
     )
-    return {
-        "benchmark": NAME,
-        "date": result["date"][:10],
-        "machine": machine_summary(result),
-        "figure": figure,
-        "goal": f"ours >= {GOAL_SHARE:.0%} of raw emulator frames/s",
-        "met": f"{'yes' if goal['met'] else 'no'} ({goal['share']:.0%})",
-        "command": result["command"],
-    }
+    return doc_line(
+        NAME, result, figure,
+        goal=f"ours >= {GOAL_SHARE:.0%} of raw emulator frames/s",
+        met=f"{'yes' if goal['met'] else 'no'} ({goal['share']:.0%})",
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
