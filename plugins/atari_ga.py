@@ -42,10 +42,10 @@ SEED_BOUND = 2**31 - 1
 @dataclass
 class Config:
     preset: Literal["thesis", "such2017"] = "thesis"  #: where unset values below come from
-    popsize: int | None = None  #: lambda, children per generation
-    parents: int | None = None  #: mu, parents kept (elites included)
-    elites: int | None = None  #: kappa, best parents passed on unchanged and re-evaluated
-    max_evals: int | None = None  #: episodes after which an elite is no longer re-evaluated
+    popsize: int | None = None  #: lambda, children a generation (preset: 2000 / 5000)
+    parents: int | None = None  #: mu, parents kept, elites included (preset: 40 / 10)
+    elites: int | None = None  #: kappa, best parents kept and re-evaluated (preset: 10 / 1)
+    max_evals: int | None = None  #: episodes that end an elite's re-evaluation (preset: 20 / 1)
     sigma: float = 0.005  #: mutation strength
 
     def __post_init__(self) -> None:
