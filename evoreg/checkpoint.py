@@ -40,7 +40,9 @@ def atomic_path(path: str | os.PathLike):
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     with atomic_path(path) as temporary:
-        torch.save(state, temporary)
+        # Protocol 4: torch's default (2) cannot hold an object over 4 GiB, and nevergrad's
+        # state over a 1.7M-weight Atari agent (its archive of candidates) grows past that.
+        torch.save(state, temporary, pickle_protocol=4)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
