@@ -66,7 +66,7 @@ class Problem:
 
     def evaluate(self, pop: Population) -> Evaluation:
         """Score ``pop``; a problem with ``provides_gradients`` also takes ``gradients=True``."""
-        if type(self).evaluate_drawn is not Problem.evaluate_drawn:
+        if self.splittable:
             return self.evaluate_drawn(pop, self.draw())
         raise NotImplementedError
 
@@ -124,7 +124,6 @@ class Problem:
 
     def __repr__(self) -> str:
         return f"{self.name}({self.config})"
-
 
 
 def _plain_number(value: Any) -> Any:
