@@ -58,10 +58,8 @@ class SeedDecoder:
         thousands of children would otherwise push its few parents out of the cache.
         """
         genome = as_genome(genome)
-        cached = self._cache.get(genome)
-        if cached is not None:
-            self._cache.move_to_end(genome)
-            return cached.clone()
+        if genome in self._cache:
+            return self._decoded(genome).clone()
         return self._build(genome)
 
     def _decoded(self, genome: SeedGenome) -> torch.Tensor:
