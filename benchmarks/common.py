@@ -94,6 +94,22 @@ def copy_bandwidth(
     }
 
 
+def time_matmul(size: int, count: int, device: torch.device, generator: torch.Generator) -> dict:
+    """The machine's own float32 matmul rate: ``count`` timed ``size x size`` products."""
+    a = torch.randn(size, size, generator=generator).to(device)
+    b = torch.randn(size, size, generator=generator).to(device)
+    out = torch.empty(size, size, device=device)
+    torch.mm(a, b, out=out)  # touch the output
+    seconds = []
+    for _ in range(count):
+        synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    return {"size": size, "seconds": seconds, "gflops": 2 * size**3 / median(seconds) / 1e9}
+
+
 # --------------------------------------------------------------------------- recording
 def command_line(argv: Sequence[str] | None = None) -> str:
     """The command that ran this script, as typed from the repository root."""

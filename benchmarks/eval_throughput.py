@@ -47,6 +47,7 @@ from common import (  # noqa: E402
     relative_to_root,
     run_info,
     synchronize,
+    time_matmul,
     update_doc_table,
     write_result,
 )
@@ -172,21 +173,6 @@ class Workload:
             "gflops": samples * self.flops_per_sample / seconds / 1e9,
             "loss_mean": float(scores.losses.mean()),
         }
-
-
-def time_matmul(size: int, count: int, device: torch.device, generator: torch.Generator) -> dict:
-    a = torch.randn(size, size, generator=generator).to(device)
-    b = torch.randn(size, size, generator=generator).to(device)
-    out = torch.empty(size, size, device=device)
-    torch.mm(a, b, out=out)  # touch the output
-    seconds = []
-    for _ in range(count):
-        synchronize(device)
-        start = time.perf_counter()
-        torch.mm(a, b, out=out)
-        synchronize(device)
-        seconds.append(time.perf_counter() - start)
-    return {"size": size, "seconds": seconds, "gflops": 2 * size**3 / median(seconds) / 1e9}
 
 
 # --------------------------------------------------------------------------- the run

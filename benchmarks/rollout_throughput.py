@@ -18,6 +18,12 @@ repeats:
   forward with grouped convolutions (``F.conv2d(groups=n)``), to show where the time goes and
   that the problem's patches + ``bmm`` forward is not slower than grouped convolution.
 
+On the CPU each repeat also measures the machine's own limits: its float32 matmul rate
+(2048 x 2048) and the read rate of a matrix-vector product over all agents' dense weights
+(from DRAM) and over four agents' (from cache). With the policy's FLOPs and weight bytes per
+step these give ceilings on ours/raw that no forward on this machine could pass, since the
+emulator and the forward share the same cores (``machine_limits``).
+
 Throughput is emulator frames per second (4 per agent step; ``ours`` counts only frames of
 agents still playing). Ratios are medians of per-repeat ratios. Goal: ``ours`` >= 70% of
 ``raw``. Writes ``benchmarks/results/rollout_throughput.json`` and the line in
@@ -53,6 +59,7 @@ from common import (  # noqa: E402
     relative_to_root,
     run_info,
     synchronize,
+    time_matmul,
     update_doc_table,
     write_result,
 )
@@ -182,6 +189,68 @@ def measure_forward(policies: SlotPolicies, obs: torch.Tensor, calls: int) -> di
     return figures
 
 
+def policy_flops(template: torch.nn.Module) -> int:
+    """Floating-point operations of one agent step (2 per multiply-add, biases ignored)."""
+    flops = 0
+    convs = [m for m in template if isinstance(m, torch.nn.Conv2d)]
+    denses = [m for m in template if isinstance(m, torch.nn.Linear)]
+    size = 84
+    for conv in convs:
+        size = (size - conv.kernel_size[0]) // conv.stride[0] + 1
+        flops += 2 * size * size * conv.weight.numel()
+    return flops + sum(2 * dense.weight.numel() for dense in denses)
+
+
+def gemv_read_rate(agents: int, fan_in: int, out: int, calls: int) -> float:
+    """Bytes/s of a matrix-vector product over ``agents`` dense layers' worth of weights.
+
+    With 64 agents the 400+ MB come from DRAM, as in the batched forward; with a few agents
+    they fit the last-level cache: the two rates bound the dense layer's cost from below.
+    """
+    weight = torch.ones(out, fan_in * agents)
+    vector = torch.ones(fan_in * agents)
+    torch.mv(weight, vector)  # touch
+    seconds = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        torch.mv(weight, vector)
+        seconds.append(time.perf_counter() - start)
+    return weight.numel() * 4 / median(seconds)
+
+
+def machine_limits(template: torch.nn.Module, agents: int, emulator_ms: float,
+                   calls: int) -> dict:
+    """Lower bounds on the forward from this machine's own matmul and memory rates.
+
+    The emulator and the forward share the same cores, so a step of all agents costs at
+    least ``emulator + forward``; the forward costs at least the larger of its arithmetic at
+    the machine's matmul rate and its weight reads at the machine's read rate (roofline).
+    The resulting shares of raw are ceilings no implementation on this machine can pass.
+    """
+    matmul = time_matmul(2048, calls, torch.device("cpu"), torch.Generator().manual_seed(0))
+    dense = next(m for m in template if isinstance(m, torch.nn.Linear))
+    fan_in, out = dense.in_features, dense.out_features
+    dram = gemv_read_rate(agents, fan_in, out, calls)
+    cache = gemv_read_rate(4, fan_in, out, calls)
+    flops = policy_flops(template) * agents
+    weight_bytes = sum(p.numel() for p in template.parameters()) * 4 * agents
+    compute_ms = flops / (matmul["gflops"] * 1e9) * 1e3
+    ceilings = {}
+    for name, rate in (("weights_from_dram", dram), ("weights_from_cache", cache),
+                       ("compute_only", float("inf"))):
+        forward_ms = max(compute_ms, weight_bytes / rate * 1e3)
+        ceilings[name] = {"forward_ms": forward_ms,
+                          "share_of_raw": emulator_ms / (emulator_ms + forward_ms)}
+    return {
+        "matmul_gflops": matmul["gflops"],
+        "dram_read_gb_per_s": dram / 1e9,
+        "cache_read_gb_per_s": cache / 1e9,
+        "policy_gflop_per_step": flops / 1e9,
+        "weight_mb_per_step": weight_bytes / 1e6,
+        "ceilings": ceilings,
+    }
+
+
 # --------------------------------------------------------------------------- the run
 def run(args: Args) -> dict:
     if args.threads is not None:
@@ -217,6 +286,10 @@ def run(args: Args) -> dict:
                                    args.seed + repeat, device),
             "forward": measure_forward(policies, obs, args.forward_calls),
         }
+        if device.type == "cpu":
+            emulator_ms = args.agents * FRAMESKIP / record["raw"]["frames_per_second"] * 1e3
+            record["limits"] = machine_limits(problem.template, args.agents, emulator_ms,
+                                              args.forward_calls)
         record["ours_over_raw"] = (record["ours"]["frames_per_second"]
                                    / record["raw"]["frames_per_second"])
         record["ours_noop_steps_over_raw"] = (record["ours_noop_steps"]["frames_per_second"]
@@ -259,6 +332,16 @@ def run(args: Args) -> dict:
               "ours_over_naive": med("ours_over_naive")}
     # If emulator and forward ran back to back with nothing else, ours would take their sum.
     bound = raw_step_ms / (raw_step_ms + medians["forward_bmm_ms_per_step"])
+    limits = None
+    if device.type == "cpu":
+        limits = {key: med("limits", key) for key in (
+            "matmul_gflops", "dram_read_gb_per_s", "cache_read_gb_per_s",
+            "policy_gflop_per_step", "weight_mb_per_step")}
+        limits["ceilings"] = {
+            name: {key: med("limits", "ceilings", name, key)
+                   for key in ("forward_ms", "share_of_raw")}
+            for name in repeats[0]["limits"]["ceilings"]
+        }
     return {
         "benchmark": NAME,
         **info,
@@ -271,6 +354,7 @@ def run(args: Args) -> dict:
         "medians": medians,
         "ratios": ratios,
         "sequential_bound_share_of_raw": bound,
+        "machine_limits": limits,
         "goal": {
             "text": f"ours >= {GOAL_SHARE:.0%} of the raw emulator's frames/s",
             "share": ratios["ours_over_raw"],
@@ -293,6 +377,18 @@ def doc_row(result: dict) -> dict:
         f"{m['forward_grouped_conv_ms_per_step']:.0f} ms), emulator "
         f"{m['emulator_ms_per_step']:.0f} ms"
     )
+    limits = result.get("machine_limits")
+    if limits:
+        ceilings = limits["ceilings"]
+        figure += (
+            f"; this machine's ceiling for any forward ({limits['policy_gflop_per_step']:.2f} "
+            f"GFLOP and {limits['weight_mb_per_step']:.0f} MB of weights a step, matmul "
+            f"{limits['matmul_gflops']:.0f} GFLOP/s, reads {limits['dram_read_gb_per_s']:.0f} "
+            f"GB/s DRAM, {limits['cache_read_gb_per_s']:.0f} GB/s cache): "
+            f"{ceilings['weights_from_dram']['share_of_raw']:.0%} of raw, "
+            f"{ceilings['weights_from_cache']['share_of_raw']:.0%} if the weights stayed in "
+            f"cache, {ceilings['compute_only']['share_of_raw']:.0%} for the arithmetic alone"
+        )
     return doc_line(
         NAME, result, figure,
         goal=f"ours >= {GOAL_SHARE:.0%} of raw emulator frames/s",
@@ -314,6 +410,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"{r['ours_noop_steps_over_raw']:.2f}), ours/naive {r['ours_over_naive']:.2f}; "
           f"forward {m['forward_bmm_ms_per_step']:.1f} ms/step, emulator "
           f"{m['emulator_ms_per_step']:.1f} ms/step")
+    limits = result["machine_limits"]
+    if limits:
+        print("ceilings on ours/raw from this machine's matmul and read rates: " + ", ".join(
+            f"{name} {c['share_of_raw']:.0%}" for name, c in limits["ceilings"].items()))
     print(f"goal ({result['goal']['text']}): {'met' if result['goal']['met'] else 'NOT met'}")
     return result
 

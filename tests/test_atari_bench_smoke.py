@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "benchmarks"
 
@@ -39,6 +41,18 @@ def test_rollout_throughput_quick(tmp_path):
     assert all(value > 0 for value in result["medians"].values())
     assert all(value > 0 for value in result["ratios"].values())
     assert isinstance(result["goal"]["met"], bool)
+    limits = result["machine_limits"]  # the CPU's own ceilings on ours/raw
+    # Pong's policy: 2 * (400*8192 + 81*32768 + 49*36864 + 3136*512 + 512*6) FLOPs a step
+    assert limits["policy_gflop_per_step"] == pytest.approx(2 * 2 * 9_346_048 / 1e9)
+    assert limits["weight_mb_per_step"] == pytest.approx(2 * 1_687_206 * 4 / 1e6)
+    ceilings = limits["ceilings"]
+    for ceiling in ceilings.values():
+        assert 0 < ceiling["share_of_raw"] < 1 and ceiling["forward_ms"] > 0
+    # slower reads can only lower the ceiling; the arithmetic alone is the highest
+    assert (ceilings["weights_from_dram"]["share_of_raw"]
+            <= ceilings["compute_only"]["share_of_raw"])
+    assert (ceilings["weights_from_cache"]["share_of_raw"]
+            <= ceilings["compute_only"]["share_of_raw"])
     assert (doc.read_text() if doc.exists() else None) == doc_before
 
 
