@@ -98,9 +98,20 @@ def test_game_names_are_normalised_and_typos_suggest_close_matches():
         evoreg.make_problem("atari", game="frostbyte")
 
 
-def test_same_candidate_same_draw_same_loss_in_any_slot_or_batch(problem, population):
+def test_same_candidate_same_draw_same_loss_in_any_slot_or_batch(problem, population,
+                                                                 monkeypatch):
+    subsets = []
+    original_subset = SlotPolicies.subset
+
+    def recording_subset(self, slots):
+        subsets.append((self.n, len(slots)))
+        return original_subset(self, slots)
+
+    monkeypatch.setattr(SlotPolicies, "subset", recording_subset)
     draw = problem.draw()
     whole = problem.evaluate_drawn(population, draw)
+    # 6 candidates in 4 slots: after the refills, 2 slots idle and the forward drops them
+    assert subsets == [(4, 2)]
     assert len(set(whole.losses.tolist())) > 1  # the candidates differ, so the check bites
     assert torch.equal(problem.evaluate_drawn(population, draw).losses, whole.losses)
     # reversed order in 3 slots instead of 4: other slots, other neighbours, other refills
