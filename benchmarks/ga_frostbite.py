@@ -66,6 +66,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sigma", type=float, default=0.005)
     parser.add_argument("--ng", default="ng:NGOpt,ng:OnePlusOne", help="comma-separated peers")
     parser.add_argument("--ng-popsize", type=int, default=16)
+    parser.add_argument("--ng-budget", type=int, default=None,
+                        help="evaluations nevergrad plans for (default: --frames). NGOpt "
+                             "picks by it: at <= 500 (this budget allows ~200 episodes) "
+                             "MetaModel over a full-covariance CMA, which cannot allocate "
+                             "its 1.7M x 1.7M matrix; at >= 1000 DE")
     parser.add_argument("--ng-checkpoint-seconds", type=float, default=900.0,
                         help="nevergrad keeps multi-GB states over 1.7M weights: save rarely")
     parser.add_argument("--max-steps", type=int, default=1000,
@@ -158,7 +163,7 @@ def main() -> None:
     }
     plan = {"atari-ga": ga_config}
     for name in filter(None, args.ng.split(",")):
-        plan[name] = {"popsize": args.ng_popsize}
+        plan[name] = {"popsize": args.ng_popsize, "budget": args.ng_budget or args.frames}
     runs = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="ga_frostbite-"))
     results: dict[str, list[dict]] = {name: [] for name in plan}
     for seed in range(args.seeds):  # interleaved, so machine noise hits all alike
@@ -186,7 +191,8 @@ def main() -> None:
         "config": {
             "game": args.game, "seeds": args.seeds, "frames_per_run": args.frames,
             "problem": problem_config, "atari-ga": ga_config,
-            "nevergrad": {"names": list(plan)[1:], "popsize": args.ng_popsize},
+            "nevergrad": {"names": list(plan)[1:], "popsize": args.ng_popsize,
+                          "budget": args.ng_budget or args.frames},
         },
         "median_report_mean_score": medians,
         "random_actions": random,

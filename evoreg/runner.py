@@ -101,8 +101,12 @@ def run(
     if isinstance(optimizer, str):
         optimizer_config = dict(optimizer_config or {})
         entry_config = get_registry().get("optimizer", optimizer).config
-        if entry_config is not None and "budget" in {f.name for f in config_fields(entry_config)}:
-            # Optimizers that plan by their budget (nevergrad's NGOpt, say) get the run's.
+        plans = entry_config is not None and "budget" in {
+            f.name for f in config_fields(entry_config)
+        }
+        if plans and problem.budget_unit == "evaluations":
+            # Optimizers that plan by their number of evaluations (nevergrad's NGOpt, say) get
+            # the run's; a budget in other units (Atari frames) would mislead their choice.
             optimizer_config.setdefault("budget", int(budget))
         optimizer = make_optimizer(
             optimizer, problem.space, seed=optimizer_seed, device=device, **optimizer_config

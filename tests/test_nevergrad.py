@@ -104,6 +104,18 @@ def test_ngopt_on_real_needs_a_budget():
         evoreg.make_optimizer("ng:NGOpt", Real(5))
 
 
+def test_the_runner_passes_its_budget_only_when_it_counts_evaluations():
+    counted = evoreg.run("sphere", "ng:NGOpt", budget=20, seed=0, progress=False)
+    assert counted.cost >= 20  # NGOpt ran: it got budget=20 from the run
+    problem = evoreg.make_problem("sphere")
+    problem.budget_unit = "frames"  # a budget in frames says nothing of evaluations
+    with pytest.raises(EvoregError, match="budget=N"):
+        evoreg.run(problem, "ng:NGOpt", budget=20, seed=0, progress=False)
+    given = evoreg.run(problem, "ng:NGOpt", budget=20, seed=0, progress=False,
+                       optimizer_config={"budget": 20})
+    assert given.cost >= 20
+
+
 @pytest.mark.xfail(
     np.lib.NumpyVersion(np.__version__) >= "2.4.0",
     reason="nevergrad 1.0.12's MetaModel calls float() on a 1-element array, an error in numpy 2.4",
