@@ -58,7 +58,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--game", default="frostbite")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--frames", type=int, default=500_000, help="emulator frames per run")
+    parser.add_argument("--frames", type=int, default=300_000, help="emulator frames per run")
     parser.add_argument("--popsize", type=int, default=32, help="lambda (thesis: 2000)")
     parser.add_argument("--parents", type=int, default=8, help="mu (thesis: 40)")
     parser.add_argument("--elites", type=int, default=2, help="kappa (thesis: 10)")
@@ -71,8 +71,10 @@ def parse_args() -> argparse.Namespace:
                              "picks by it: at <= 500 (this budget allows ~200 episodes) "
                              "MetaModel over a full-covariance CMA, which cannot allocate "
                              "its 1.7M x 1.7M matrix; at >= 1000 DE")
-    parser.add_argument("--ng-checkpoint-seconds", type=float, default=900.0,
-                        help="nevergrad keeps multi-GB states over 1.7M weights: save rarely")
+    parser.add_argument("--ng-checkpoint-seconds", type=float, default=float("inf"),
+                        help="default: never. Pickling NGOpt's state (DE over 1.7M weights) "
+                             "after 11 generations grew the process to 24 GB and the kernel "
+                             "killed it on a 23 GB machine")
     parser.add_argument("--max-steps", type=int, default=1000,
                         help="agent steps per episode (thesis: 3000; 1000 fits the CPU budget)")
     parser.add_argument("--num-envs", type=int, default=64)
