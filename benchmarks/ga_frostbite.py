@@ -21,6 +21,7 @@ episode score against emulator frames, median over seeds) and the line in
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
@@ -51,6 +52,7 @@ from common import (  # noqa: E402
 from evoreg.devices import resolve_device  # noqa: E402
 
 NAME = "ga_frostbite"
+FINISHED = "benchmark_run.json"  # in a run directory: that run's figures
 THESIS = {"game": "frostbite", "atari_ga": 6440, "such2017_baseline": 5547}
 
 
@@ -83,7 +85,9 @@ def parse_args() -> argparse.Namespace:
                              "or 1-8 agent steps after a cheap deterministic reset")
     parser.add_argument("--report-episodes", type=int, default=30)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--runs", default="", help="keep run directories here (default: temp)")
+    parser.add_argument("--runs", default="",
+                        help="keep run directories here (default: temp); a rerun with the same "
+                             "--runs keeps the runs that finished")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--no-doc", action="store_true", help="do not touch docs/benchmarks.md")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run on Pong")
@@ -100,6 +104,14 @@ def parse_args() -> argparse.Namespace:
 def one_run(optimizer: str, optimizer_config: dict, problem_config: dict, frames: int,
             seed: int, device: str, runs: Path, checkpoint_seconds: float) -> dict:
     run_dir = runs / optimizer.replace(":", "_") / f"seed{seed}"
+    finished = run_dir / FINISHED
+    settings = {"optimizer": optimizer, "optimizer_config": optimizer_config,
+                "problem_config": problem_config, "frames": frames, "seed": seed}
+    if finished.exists():
+        kept = json.loads(finished.read_text())
+        if kept["settings"] == settings:  # a finished run of this very plan: keep it
+            print(f"{optimizer} seed {seed}: kept from {finished}", flush=True)
+            return kept["run"]
     shutil.rmtree(run_dir, ignore_errors=True)
     started = time.perf_counter()
     result = evoreg.run(
@@ -110,7 +122,7 @@ def one_run(optimizer: str, optimizer_config: dict, problem_config: dict, frames
     wall = time.perf_counter() - started
     # Best single-episode score so far, against frames: what the search saw.
     curve = [(r["cost"], -r["best_loss"]) for r in result.log]
-    return {
+    run = {
         "seed": seed,
         "report": result.report,
         "generations": result.generations,
@@ -119,6 +131,10 @@ def one_run(optimizer: str, optimizer_config: dict, problem_config: dict, frames
         "frames_per_second": result.cost / wall,
         "curve": curve,
     }
+    # Written as each run ends, so a crash (the kernel killed a nevergrad run once) loses
+    # only the run in progress: rerun with the same --runs to go on.
+    finished.write_text(json.dumps({"settings": settings, "run": run}))
+    return run
 
 
 def random_agent(problem_config: dict, episodes: int, device: str) -> dict:

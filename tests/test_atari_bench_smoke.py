@@ -57,16 +57,24 @@ def test_rollout_throughput_quick(tmp_path):
 
 
 def test_ga_frostbite_quick(tmp_path):
+    out, runs = tmp_path / "out", tmp_path / "runs"
     command = [sys.executable, str(BENCHMARKS / "ga_frostbite.py"), "--quick",
-               "--out", str(tmp_path), "--no-doc"]
+               "--out", str(out), "--no-doc", "--runs", str(runs)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ga_frostbite.json", "ga_frostbite.png"]
-    result = json.loads((tmp_path / "ga_frostbite.json").read_text())
+    assert "kept from" not in done.stdout
+    first = json.loads((out / "ga_frostbite.json").read_text())["runs"]
+    # a rerun with the same --runs keeps every finished run instead of playing it again
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("kept from") == 2
+    assert json.loads((out / "ga_frostbite.json").read_text())["runs"] == first
+    assert sorted(p.name for p in out.iterdir()) == ["ga_frostbite.json", "ga_frostbite.png"]
+    result = json.loads((out / "ga_frostbite.json").read_text())
     assert set(result["runs"]) == {"atari-ga", "ng:OnePlusOne"}
-    for runs in result["runs"].values():
-        assert len(runs) == 1 and runs[0]["frames"] >= 800
-        assert {"mean_score", "median_score"} <= set(runs[0]["report"])
-        assert runs[0]["curve"] and runs[0]["curve"][-1][0] == runs[0]["frames"]
+    for seed_runs in result["runs"].values():
+        assert len(seed_runs) == 1 and seed_runs[0]["frames"] >= 800
+        assert {"mean_score", "median_score"} <= set(seed_runs[0]["report"])
+        assert seed_runs[0]["curve"] and seed_runs[0]["curve"][-1][0] == seed_runs[0]["frames"]
     assert result["random_actions"]["episodes"] == 2
     assert "ga_frostbite.py" in result["command"]
