@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import resource
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -60,7 +63,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--game", default="frostbite")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--frames", type=int, default=300_000, help="emulator frames per run")
+    parser.add_argument("--frames", type=int, default=200_000, help="emulator frames per run")
     parser.add_argument("--popsize", type=int, default=32, help="lambda (thesis: 2000)")
     parser.add_argument("--parents", type=int, default=8, help="mu (thesis: 40)")
     parser.add_argument("--elites", type=int, default=2, help="kappa (thesis: 10)")
@@ -103,15 +106,9 @@ def parse_args() -> argparse.Namespace:
 
 def one_run(optimizer: str, optimizer_config: dict, problem_config: dict, frames: int,
             seed: int, device: str, runs: Path, checkpoint_seconds: float) -> dict:
+    """One run, its figures written to ``FINISHED`` in its run directory (run in a child)."""
     run_dir = runs / optimizer.replace(":", "_") / f"seed{seed}"
-    finished = run_dir / FINISHED
-    settings = {"optimizer": optimizer, "optimizer_config": optimizer_config,
-                "problem_config": problem_config, "frames": frames, "seed": seed}
-    if finished.exists():
-        kept = json.loads(finished.read_text())
-        if kept["settings"] == settings:  # a finished run of this very plan: keep it
-            print(f"{optimizer} seed {seed}: kept from {finished}", flush=True)
-            return kept["run"]
+    settings = run_settings(optimizer, optimizer_config, problem_config, frames, seed)
     shutil.rmtree(run_dir, ignore_errors=True)
     started = time.perf_counter()
     result = evoreg.run(
@@ -129,12 +126,51 @@ def one_run(optimizer: str, optimizer_config: dict, problem_config: dict, frames
         "frames": result.cost,
         "wall_time": wall,
         "frames_per_second": result.cost / wall,
+        "peak_memory_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
         "curve": curve,
     }
-    # Written as each run ends, so a crash (the kernel killed a nevergrad run once) loses
-    # only the run in progress: rerun with the same --runs to go on.
-    finished.write_text(json.dumps({"settings": settings, "run": run}))
+    # Written as each run ends, so a crash loses only the run in progress: rerun with the
+    # same --runs to go on.
+    (run_dir / FINISHED).write_text(json.dumps({"settings": settings, "run": run}))
     return run
+
+
+def run_settings(optimizer: str, optimizer_config: dict, problem_config: dict, frames: int,
+                 seed: int) -> dict:
+    return {"optimizer": optimizer, "optimizer_config": optimizer_config,
+            "problem_config": problem_config, "frames": frames, "seed": seed}
+
+
+def run_in_child(optimizer: str, optimizer_config: dict, problem_config: dict, frames: int,
+                 seed: int, device: str, runs: Path, checkpoint_seconds: float) -> dict:
+    """``one_run`` in a fresh process, or the figures of the same run finished before.
+
+    nevergrad's NGOpt (DE) over 1.7M weights grew past this machine's 23 GB and the kernel
+    killed it; in a child that kill ends one run, recorded as failed, not the benchmark.
+    """
+    finished = runs / optimizer.replace(":", "_") / f"seed{seed}" / FINISHED
+    settings = run_settings(optimizer, optimizer_config, problem_config, frames, seed)
+    if finished.exists():
+        kept = json.loads(finished.read_text())
+        if kept["settings"] == settings:  # a finished run of this very plan: keep it
+            print(f"{optimizer} seed {seed}: kept from {finished}", flush=True)
+            return kept["run"]
+    child = multiprocessing.get_context("spawn").Process(
+        target=one_run, args=(optimizer, optimizer_config, problem_config, frames, seed,
+                              device, runs, checkpoint_seconds),
+    )
+    child.start()
+    child.join()
+    if child.exitcode == 0 and finished.exists():
+        return json.loads(finished.read_text())["run"]
+    if child.exitcode is not None and child.exitcode < 0:
+        signal_name = signal.Signals(-child.exitcode).name
+        why = f"killed by {signal_name}"
+        if signal_name == "SIGKILL":
+            why += " (on Linux, most likely the kernel's out-of-memory killer)"
+    else:
+        why = f"exited with status {child.exitcode}"
+    return {"seed": seed, "failed": why}
 
 
 def random_agent(problem_config: dict, episodes: int, device: str) -> dict:
@@ -187,8 +223,12 @@ def main() -> None:
     for seed in range(args.seeds):  # interleaved, so machine noise hits all alike
         for name, config in plan.items():
             every = 30.0 if name == "atari-ga" else args.ng_checkpoint_seconds
-            run = one_run(name, config, problem_config, args.frames, seed, device, runs, every)
+            run = run_in_child(name, config, problem_config, args.frames, seed, device, runs,
+                               every)
             results[name].append(run)
+            if "failed" in run:
+                print(f"{name} seed {seed}: FAILED, {run['failed']}", flush=True)
+                continue
             print(f"{name} seed {seed}: report mean {run['report']['mean_score']:.1f}, "
                   f"median {run['report']['median_score']:.1f} ({run['generations']} gens, "
                   f"{run['wall_time']:.0f} s, {run['frames_per_second']:.0f} frames/s)",
@@ -198,10 +238,13 @@ def main() -> None:
     random = random_agent(problem_config, args.report_episodes, device)
     print(f"random actions: mean {random['mean_score']:.1f}", flush=True)
 
+    done = {name: [r for r in runs_ if "failed" not in r] for name, runs_ in results.items()}
+    failed = {name: len(runs_) - len(done[name]) for name, runs_ in results.items()}
+    done = {name: runs_ for name, runs_ in done.items() if runs_}
     medians = {name: statistics.median(r["report"]["mean_score"] for r in runs_)
-               for name, runs_ in results.items()}
+               for name, runs_ in done.items()}
     wall = {name: statistics.median(r["wall_time"] for r in runs_)
-            for name, runs_ in results.items()}
+            for name, runs_ in done.items()}
     info = run_info(device)
     data = {
         "benchmark": NAME,
@@ -215,26 +258,37 @@ def main() -> None:
         "median_report_mean_score": medians,
         "random_actions": random,
         "median_wall_time_s": wall,
+        "failed_runs": failed,
         "runs": results,
         "thesis": THESIS,
     }
     out = Path(args.out)
     path = write_result(data, out, NAME)
-    plot(results, random["mean_score"], out / f"{NAME}.png",
+    plot(done, random["mean_score"], out / f"{NAME}.png",
          f"{args.game}: {args.frames:,} frames a run, median of {args.seeds} seeds")
-    parts = ", ".join(f"{name} {score:.0f}" for name, score in medians.items())
+    parts = []
+    for name, runs_ in results.items():
+        why = next((r["failed"] for r in runs_ if "failed" in r), "")
+        if name not in medians:
+            parts.append(f"{name} failed in all {len(runs_)} runs ({why})")
+            continue
+        part = f"{name} {medians[name]:.0f} ({wall[name]:.0f} s a run"
+        if failed[name]:
+            part += f"; {failed[name]} of {len(runs_)} runs failed: {why}"
+        parts.append(part + ")")
+    parts = ", ".join(parts)
     figure = (
         f"{args.game}, {args.frames:,} frames a run, episodes capped at {args.max_steps} agent "
         f"steps, {args.seeds} seeds, median of each run's "
         f"30-episode mean score: {parts}; random actions {random['mean_score']:.0f} "
         f"(atari-ga lambda {args.popsize}, mu {args.parents}, kappa {args.elites}, max_evals "
-        f"{args.max_evals}; {wall['atari-ga']:.0f} s a run; thesis at ~1e9 frames: 6,440)"
+        f"{args.max_evals}; thesis at ~1e9 frames: 6,440)"
     )
     print(figure)
     print(f"wrote {relative_to_root(path)}")
     if not args.no_doc:
         best_peer = max((s for n, s in medians.items() if n != "atari-ga"), default=float("-inf"))
-        beats = medians["atari-ga"] > max(best_peer, random["mean_score"])
+        beats = medians.get("atari-ga", float("-inf")) > max(best_peer, random["mean_score"])
         update_doc_table(doc_line(
             NAME, info, figure, goal="atari-ga above random actions and the nevergrad peers",
             met="yes" if beats else "no",
