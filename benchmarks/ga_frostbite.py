@@ -183,7 +183,7 @@ def plot(results: dict[str, list[dict]], random_score: float, path: Path, title:
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for name, runs in results.items():
         end = max(r["curve"][-1][0] for r in runs)
-        start = min(r["curve"][0][0] for r in runs)
+        start = max(r["curve"][0][0] for r in runs)  # from where every seed has a point
         grid = np.linspace(start, end, 200)
         curves = []
         for run in runs:
