@@ -16,7 +16,8 @@ repeats:
   agent, ``torch.nn.Module`` forward once per step, for ``--naive-steps`` steps;
 - ``forward``: the batched forward of all slots alone (no emulator), per step, and the same
   forward with grouped convolutions (``F.conv2d(groups=n)``), to show where the time goes and
-  that the problem's patches + ``bmm`` forward is not slower than grouped convolution.
+  what the problem's patches + ``bmm`` forward (bit-stable across batch sizes, which grouped
+  convolution is not) costs against it.
 
 On the CPU each repeat also measures the machine's own limits: its float32 matmul rate
 (2048 x 2048) and the read rate of a matrix-vector product over all agents' dense weights
