@@ -1,3 +1,9 @@
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 import evoreg
@@ -6,3 +12,24 @@ import evoreg
 @pytest.fixture
 def real_space() -> evoreg.Real:
     return evoreg.Real(5)
+
+
+def _log_lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+@pytest.fixture
+def kill_mid_run() -> Callable[[list[str], Path, int, float], None]:
+    """Start ``command``, SIGKILL it once ``log`` has ``lines`` lines (or after ``timeout``
+    seconds), and fail if it had finished before the kill."""
+
+    def kill(command: list[str], log: Path, lines: int, timeout: float) -> None:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + timeout
+        while _log_lines(log) < lines and time.time() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+    return kill

@@ -2,10 +2,8 @@
 
 import io
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -150,18 +148,14 @@ def test_a_checkpoint_holds_seeds_not_weights():
 
 
 def test_two_generations_on_pong_with_a_tiny_population(tmp_path):
-    result = evoreg.run(
-        "atari", "atari-ga", budget=1, seed=0, out_dir=tmp_path, progress=False, plot=False,
-        problem_config={"game": "pong", "max_steps": 30, "num_envs": 4, "report_episodes": 2},
-        optimizer_config={"popsize": 4, "parents": 2, "elites": 1, "max_evals": 2},
-    )
+    settings = {
+        "seed": 0, "out_dir": tmp_path, "progress": False, "plot": False,
+        "problem_config": {"game": "pong", "max_steps": 30, "num_envs": 4, "report_episodes": 2},
+        "optimizer_config": {"popsize": 4, "parents": 2, "elites": 1, "max_evals": 2},
+    }
+    result = evoreg.run("atari", "atari-ga", budget=1, **settings)
     assert result.generations == 1 and result.cost == 4 * 30 * 4  # frames: 4 x agent steps
-    more = evoreg.run(
-        "atari", "atari-ga", budget=result.cost + 1, seed=0, out_dir=tmp_path, resume=True,
-        progress=False, plot=False,
-        problem_config={"game": "pong", "max_steps": 30, "num_envs": 4, "report_episodes": 2},
-        optimizer_config={"popsize": 4, "parents": 2, "elites": 1, "max_evals": 2},
-    )
+    more = evoreg.run("atari", "atari-ga", budget=result.cost + 1, resume=True, **settings)
     assert more.generations == 2
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["episodes"] for r in log] == [4, 5]  # generation 2: 4 children + 1 elite again
@@ -169,24 +163,14 @@ def test_two_generations_on_pong_with_a_tiny_population(tmp_path):
     assert more.recommendation.shape == (1_687_206,)  # Nature-DQN, Pong: 6 actions
 
 
-def _log_lines(path: Path) -> int:
-    return len(path.read_text().splitlines()) if path.exists() else 0
-
-
-def test_kill_9_and_resume_an_atari_run_from_its_seed_checkpoint(tmp_path):
+def test_kill_9_and_resume_an_atari_run_from_its_seed_checkpoint(tmp_path, kill_mid_run):
     script = Path(__file__).parent / "scripts" / "atari_run.py"
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     done = subprocess.run([sys.executable, str(script), str(straight)], capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    process = subprocess.Popen([sys.executable, str(script), str(killed)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while _log_lines(killed / "log.jsonl") < 2 and time.time() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_mid_run([sys.executable, str(script), str(killed)], killed / "log.jsonl", lines=2,
+                 timeout=120)
     checkpoint = killed / "checkpoint.pt"
     # 1.7M weights per agent, yet the checkpoint holds seeds: kilobytes.
     assert checkpoint.stat().st_size < 50_000, checkpoint.stat().st_size

@@ -79,31 +79,19 @@ def _run_script(out_dir: Path, optimizer: str, *extra: str) -> subprocess.Comple
     )
 
 
-def _log_lines(path: Path) -> int:
-    return len(path.read_text().splitlines()) if path.exists() else 0
-
-
 OPTIMIZERS_TO_KILL = ["random-search"] + (
     ["ng:OnePlusOne"] if "ng:OnePlusOne" in evoreg.optimizers() else []
 )
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS_TO_KILL)
-def test_kill_9_and_resume_ends_like_an_uninterrupted_run(tmp_path, optimizer):
+def test_kill_9_and_resume_ends_like_an_uninterrupted_run(tmp_path, optimizer, kill_mid_run):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     done = _run_script(straight, optimizer)
     assert done.returncode == 0, done.stderr
 
-    process = subprocess.Popen(
-        [sys.executable, str(SCRIPTS / "slow_run.py"), str(killed), optimizer],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    deadline = time.time() + 60
-    while _log_lines(killed / "log.jsonl") < 23 and time.time() < deadline:
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_mid_run([sys.executable, str(SCRIPTS / "slow_run.py"), str(killed), optimizer],
+                 killed / "log.jsonl", lines=23, timeout=60)
     assert not (killed / "final.json").exists()
     checkpoint = load_checkpoint(killed / "checkpoint.pt")
     assert 0 < checkpoint["generation"] < 60
