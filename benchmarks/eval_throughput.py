@@ -286,7 +286,7 @@ def doc_row(result: dict) -> dict:
         NAME, result, figure,
         goal=f"mlp92k >= {GOAL_SHARE:.0%} of matmul GFLOP/s; no model slower than the loop",
         met=f"{'yes' if goal['met'] else 'no'} ({goal['mlp92k_share_of_matmul']:.0%}; "
-                   f"min {goal['min_speedup_over_loop']:.2f}x loop)",
+            f"min {goal['min_speedup_over_loop']:.2f}x loop)",
     )
 
 

@@ -107,7 +107,7 @@ def parse_args() -> argparse.Namespace:
 def one_run(optimizer: str, optimizer_config: dict, problem_config: dict, frames: int,
             seed: int, device: str, runs: Path, checkpoint_seconds: float) -> dict:
     """One run, its figures written to ``FINISHED`` in its run directory (run in a child)."""
-    run_dir = runs / optimizer.replace(":", "_") / f"seed{seed}"
+    run_dir = run_directory(runs, optimizer, seed)
     settings = run_settings(optimizer, optimizer_config, problem_config, frames, seed)
     shutil.rmtree(run_dir, ignore_errors=True)
     started = time.perf_counter()
@@ -135,6 +135,10 @@ def one_run(optimizer: str, optimizer_config: dict, problem_config: dict, frames
     return run
 
 
+def run_directory(runs: Path, optimizer: str, seed: int) -> Path:
+    return runs / optimizer.replace(":", "_") / f"seed{seed}"
+
+
 def run_settings(optimizer: str, optimizer_config: dict, problem_config: dict, frames: int,
                  seed: int) -> dict:
     return {"optimizer": optimizer, "optimizer_config": optimizer_config,
@@ -148,7 +152,7 @@ def run_in_child(optimizer: str, optimizer_config: dict, problem_config: dict, f
     nevergrad's NGOpt (DE) over 1.7M weights grew past this machine's 23 GB and the kernel
     killed it; in a child that kill ends one run, recorded as failed, not the benchmark.
     """
-    finished = runs / optimizer.replace(":", "_") / f"seed{seed}" / FINISHED
+    finished = run_directory(runs, optimizer, seed) / FINISHED
     settings = run_settings(optimizer, optimizer_config, problem_config, frames, seed)
     if finished.exists():
         kept = json.loads(finished.read_text())
