@@ -21,7 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .config import config_fields, field_default, make_config, parse_assignment
+from .config import (
+    config_fields,
+    describe_bounds,
+    field_default,
+    make_config,
+    parse_assignment,
+    type_name,
+)
 from .errors import EvoregError, close_matches, unknown_name
 from .registry import KINDS, Entry, Registry, get_registry
 from .report import safe_filename
@@ -263,18 +270,14 @@ def hyperparameter_table(entry: Entry) -> str:
         default = field_default(field)
         rows.append([
             field.name,
-            _type_name(hints.get(field.name, field.type)),
+            type_name(hints.get(field.name, field.type)),
             "(required)" if default is dataclasses.MISSING else repr(default),
+            describe_bounds(field) or "-",
             comments.get(field.name, ""),
         ])
     header = f"Hyperparameters (--set {entry.kind}.NAME=VALUE):"
-    return header + "\n" + _plain_table(["name", "type", "default", "description"], rows)
-
-
-def _type_name(annotation: Any) -> str:
-    if isinstance(annotation, type):
-        return annotation.__name__
-    return str(annotation).replace("typing.", "")
+    return header + "\n" + _plain_table(["name", "type", "default", "range", "description"],
+                                         rows)
 
 
 _FIELD_LINE = re.compile(r"^\s+(\w+)\s*:[^#]*?(?:#:?\s*(.*?))?\s*$")

@@ -13,25 +13,17 @@ from dataclasses import dataclass
 import torch
 
 from evoreg import hookimpl
+from evoreg.config import bounded
 from evoreg.gradient import TorchOptimizerMethod
 
 
 @dataclass
 class Config:
-    lr: float = 1e-3  #: learning rate (alpha)
-    beta1: float = 0.9  #: decay of the first-moment average
-    beta2: float = 0.999  #: decay of the second-moment average
-    eps: float = 1e-8  #: added to the denominator
-    weight_decay: float = 0.0  #: L2 penalty
-
-    def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        for name in ("beta1", "beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not self.eps > 0 or self.weight_decay < 0:
-            raise ValueError("eps must be > 0 and weight_decay >= 0")
+    lr: float = bounded(1e-3, gt=0)  #: learning rate (alpha)
+    beta1: float = bounded(0.9, ge=0, lt=1)  #: decay of the first-moment average
+    beta2: float = bounded(0.999, ge=0, lt=1)  #: decay of the second-moment average
+    eps: float = bounded(1e-8, gt=0)  #: added to the denominator
+    weight_decay: float = bounded(0.0, ge=0)  #: L2 penalty
 
 
 class Adam(TorchOptimizerMethod):

@@ -29,6 +29,7 @@ from typing import Literal
 import torch
 
 from evoreg import EvoregError, Optimizer, Real, hookimpl
+from evoreg.config import bounded
 from evoreg.population import Population, noise
 from evoreg.seeds import SeedDecoder, SeedGenome, SeedPopulation
 
@@ -42,35 +43,23 @@ SEED_BOUND = 2**31 - 1
 @dataclass
 class Config:
     preset: Literal["thesis", "such2017"] = "thesis"  #: where unset values below come from
-    popsize: int | None = None  #: lambda, children a generation (preset: 2000 / 5000)
-    parents: int | None = None  #: mu, parents kept, elites included (preset: 40 / 10)
-    elites: int | None = None  #: kappa, best parents kept and re-evaluated (preset: 10 / 1)
-    max_evals: int | None = None  #: episodes that end an elite's re-evaluation (preset: 20 / 1)
-    sigma: float = 0.005  #: mutation strength
+    popsize: int | None = bounded(None, ge=1)  #: lambda, children a generation (2000 / 5000)
+    parents: int | None = bounded(None, ge=1)  #: mu, parents kept, elites included (40 / 10)
+    elites: int | None = bounded(None, ge=0)  #: kappa, best parents re-evaluated (10 / 1)
+    max_evals: int | None = bounded(None, ge=1)  #: episodes that end re-evaluation (20 / 1)
+    sigma: float = bounded(0.005, gt=0)  #: mutation strength
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {self.preset!r}")
-        for key, value in PRESETS[self.preset].items():
+        for key, value in PRESETS.get(self.preset, {}).items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
-        if self.popsize < 1:
-            raise ValueError(f"popsize (lambda) must be >= 1, got {self.popsize}")
-        if self.parents < 1:
-            raise ValueError(f"parents (mu) must be >= 1, got {self.parents}")
-        if not 0 <= self.elites <= self.parents:
-            raise ValueError(
-                f"elites (kappa) must be in [0, parents={self.parents}], got {self.elites}"
-            )
-        if self.elites == self.parents:
+        if isinstance(self.elites, int) and isinstance(self.parents, int) and (
+            self.elites >= self.parents
+        ):
             raise ValueError(
                 f"elites (kappa) must be < parents (mu) so children can be selected, "
                 f"got {self.elites} >= {self.parents}"
             )
-        if self.max_evals < 1:
-            raise ValueError(f"max_evals must be >= 1, got {self.max_evals}")
-        if not self.sigma > 0:
-            raise ValueError(f"sigma must be > 0, got {self.sigma}")
 
 
 class AtariGA(Optimizer):

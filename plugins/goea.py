@@ -23,26 +23,17 @@ from typing import Literal
 import torch
 
 from evoreg import EvoregError, Optimizer, Population, Real, hookimpl
+from evoreg.config import bounded
 from evoreg.noise_table import NoiseTable, table_size_for
-
-ACCEPTS = ("best", "first")
 
 
 @dataclass
 class Config:
-    popsize: int = 20  #: N, children per generation
-    sigma: float = 0.01  #: absolute std of the Gaussian noise added to every weight
+    popsize: int = bounded(20, ge=1)  #: N, children per generation
+    sigma: float = bounded(0.01, gt=0)  #: absolute std of the Gaussian noise on every weight
     accept: Literal["best", "first"] = "best"  #: move to the best or the first better child
     reevaluate_parent: bool = False  #: evaluate the parent again beside its children
     noise_table: bool = True  #: perturb with windows of a shared noise table, else fresh normals
-
-    def __post_init__(self) -> None:
-        if self.popsize < 1:
-            raise ValueError(f"popsize must be >= 1, got {self.popsize}")
-        if not self.sigma > 0:
-            raise ValueError(f"sigma must be > 0, got {self.sigma}")
-        if self.accept not in ACCEPTS:
-            raise ValueError(f"accept must be one of {ACCEPTS}, got {self.accept!r}")
 
 
 class GOEA(Optimizer):

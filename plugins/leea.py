@@ -30,11 +30,10 @@ from typing import Literal
 import torch
 
 from evoreg import EvoregError, Optimizer, Population, Real, hookimpl
+from evoreg.config import bounded
 from evoreg.noise_table import NoiseTable, table_size_for
 
 CHUNK_VALUES = 2**20  # values per row chunk of the offspring loop (4 MiB scratch buffers)
-CROSSOVERS = ("uniform", "arithmetic")
-SCHEDULES = ("constant", "exponential", "self-adaptive")
 
 
 def offspring_counts(popsize: int, shares: tuple[float, float, float]) -> tuple[int, int, int]:
@@ -44,29 +43,31 @@ def offspring_counts(popsize: int, shares: tuple[float, float, float]) -> tuple[
 
 @dataclass
 class Config:
-    popsize: int = 2000  #: lambda, individuals per generation
-    elite_share: float = 0.05  #: p_E, share of elites passed on unchanged
-    crossover_share: float = 0.75  #: p_C, share of crossover children
-    mutation_share: float = 0.20  #: p_M, share of mutation children
-    sigma: float = 0.001  #: std of the mutation noise (sigma_0 of the schedules)
-    truncation: float = 0.5  #: rho, parents are drawn from the best rho * lambda
-    measured_weight: float = 1.0  #: alpha: loss = (1 - alpha) * inherited + alpha * measured
+    popsize: int = bounded(2000, ge=2)  #: lambda, individuals per generation
+    elite_share: float = bounded(0.05, ge=0, le=1)  #: p_E, share of elites passed on unchanged
+    crossover_share: float = bounded(0.75, ge=0, le=1)  #: p_C, share of crossover children
+    mutation_share: float = bounded(0.20, ge=0, le=1)  #: p_M, share of mutation children
+    sigma: float = bounded(0.001, gt=0)  #: std of the mutation noise (sigma_0 of the schedules)
+    truncation: float = bounded(0.5, gt=0, le=1)  #: rho, parents come from the best rho * lambda
+    #: alpha: loss = (1 - alpha) * inherited + alpha * measured
+    measured_weight: float = bounded(1.0, ge=0, le=1)
     crossover: Literal["uniform", "arithmetic"] = "uniform"  #: per-weight mask or weighted mean
-    crossover_rate: float = 0.5  #: the fitter parent's share (mask probability or weight)
+    #: the fitter parent's share (mask probability or weight)
+    crossover_rate: float = bounded(0.5, ge=0, le=1)
     #: sigma constant, decayed sigma_0 * 0.99 ** (t / k), or per individual sigma * exp(tau * z)
     sigma_schedule: Literal["constant", "exponential", "self-adaptive"] = "constant"
-    decay_steps: float = 100.0  #: k of the exponential schedule sigma_0 * 0.99 ** (t / k)
-    tau: float = 0.01  #: learning rate of the self-adaptive schedule sigma * exp(tau * N(0, 1))
+    #: k of the exponential schedule sigma_0 * 0.99 ** (t / k)
+    decay_steps: float = bounded(100.0, gt=0)
+    #: learning rate of the self-adaptive schedule sigma * exp(tau * N(0, 1))
+    tau: float = bounded(0.01, gt=0)
     noise_table: bool = True  #: noise and masks from a shared noise table, else fresh draws
 
     def __post_init__(self) -> None:
-        if self.popsize < 2:
-            raise ValueError(f"popsize must be >= 2, got {self.popsize}")
         shares = (self.elite_share, self.crossover_share, self.mutation_share)
-        if min(shares) < 0 or abs(sum(shares) - 1) > 1e-6:
+        if abs(sum(shares) - 1) > 1e-6:
             raise ValueError(
-                f"elite_share, crossover_share, mutation_share must be >= 0 and "
-                f"sum to 1 (within 1e-6), got {shares}"
+                f"elite_share, crossover_share, mutation_share must sum to 1 (within 1e-6), "
+                f"got {shares}"
             )
         counts = offspring_counts(self.popsize, shares)
         if sum(counts) != self.popsize:
@@ -74,22 +75,6 @@ class Config:
                 f"popsize {self.popsize} x shares {shares} rounds to {counts}, "
                 f"which does not sum to popsize: choose shares that divide it"
             )
-        if not self.sigma > 0:
-            raise ValueError(f"sigma must be > 0, got {self.sigma}")
-        if not 0 < self.truncation <= 1:
-            raise ValueError(f"truncation (rho) must be in (0, 1], got {self.truncation}")
-        for name in ("measured_weight", "crossover_rate"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.crossover not in CROSSOVERS:
-            raise ValueError(f"crossover must be one of {CROSSOVERS}, got {self.crossover!r}")
-        if self.sigma_schedule not in SCHEDULES:
-            raise ValueError(
-                f"sigma_schedule must be one of {SCHEDULES}, got {self.sigma_schedule!r}"
-            )
-        for name in ("decay_steps", "tau"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
 
 class LEEA(Optimizer):

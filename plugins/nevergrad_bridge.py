@@ -22,6 +22,7 @@ from nevergrad.optimization import base as ng_base
 
 import evoreg
 from evoreg import Categorical, EvoregError, Optimizer, Population, Real, hookimpl
+from evoreg.config import bounded
 
 #: nevergrad clips every loss >= 5e20 to 5e20 itself (inf would break its averages) and warns
 #: on each such tell ("rescale the cost function?"); an evoreg +inf (a NaN/inf loss, already
@@ -31,14 +32,10 @@ NEVERGRAD_MAX_LOSS = float(np.nextafter(5.0e20, 0.0))
 
 @dataclass
 class Config:
-    popsize: int = 1  #: candidates per ask, given to nevergrad as ``num_workers``
-    budget: int | None = None  #: evaluations planned; NGOpt uses it to choose its algorithm
-
-    def __post_init__(self) -> None:
-        if self.popsize < 1:
-            raise ValueError(f"popsize must be >= 1, got {self.popsize}")
-        if self.budget is not None and self.budget < 1:
-            raise ValueError(f"budget must be None or >= 1, got {self.budget}")
+    popsize: int = bounded(1, ge=1)  #: candidates per ask, given to nevergrad as ``num_workers``
+    #: evaluations planned (NGOpt chooses its algorithm by it); None: the run's budget when
+    #: the problem counts evaluations
+    budget: int | None = bounded(None, ge=1)
 
 
 def parametrization(space: Real | Categorical, seed: int) -> ng.p.Parameter:

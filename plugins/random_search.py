@@ -15,17 +15,14 @@ from dataclasses import dataclass
 import torch
 
 from evoreg import Categorical, Genome, Optimizer, Population, Real, hookimpl
+from evoreg.config import bounded
 from evoreg.noise_table import NoiseTable, table_size_for
 
 
 @dataclass
 class Config:
-    popsize: int = 16  #: candidates per ask
+    popsize: int = bounded(16, ge=1)  #: candidates per ask
     noise_table: bool = True  #: perturb with windows of a shared noise table, else fresh normals
-
-    def __post_init__(self) -> None:
-        if self.popsize < 1:
-            raise ValueError(f"popsize must be >= 1, got {self.popsize}")
 
 
 class RandomSearch(Optimizer):

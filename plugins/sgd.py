@@ -14,25 +14,20 @@ from dataclasses import dataclass
 import torch
 
 from evoreg import hookimpl
+from evoreg.config import bounded
 from evoreg.gradient import TorchOptimizerMethod
 
 
 @dataclass
 class Config:
-    lr: float = 0.002  #: learning rate (eta)
-    momentum: float = 0.0  #: heavy-ball momentum
+    lr: float = bounded(0.002, gt=0)  #: learning rate (eta)
+    momentum: float = bounded(0.0, ge=0, lt=1)  #: heavy-ball momentum
     nesterov: bool = False  #: Nesterov momentum (needs momentum > 0)
-    weight_decay: float = 0.0  #: L2 penalty
+    weight_decay: float = bounded(0.0, ge=0)  #: L2 penalty
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
 
 class SGD(TorchOptimizerMethod):

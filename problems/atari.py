@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from evoreg import Evaluation, EvoregError, Population, Problem, Real, hookimpl
+from evoreg.config import bounded
 from evoreg.evaluate import flatten_parameters, parameter_count, unflatten_parameters
 
 FRAMESKIP = 4
@@ -178,11 +179,11 @@ class SlotPolicies:
 @dataclass
 class Config:
     game: str = "frostbite"  #: ALE game: frostbite, Frostbite or ALE/Frostbite-v5
-    max_steps: int = 3000  #: agent steps per episode (thesis: 3000, i.e. 12,000 frames)
-    num_envs: int = 64  #: environments stepped together, one candidate each
-    num_threads: int = 0  #: emulator threads (0: all cores)
-    report_episodes: int = 30  #: fixed-seed episodes that report() averages
-    noop_max: int = 30  #: up to this many random no-op frames at reset (thesis: 30)
+    max_steps: int = bounded(3000, ge=1)  #: agent steps an episode (thesis: 3000 = 12k frames)
+    num_envs: int = bounded(64, ge=1)  #: environments stepped together, one candidate each
+    num_threads: int = bounded(0, ge=0)  #: emulator threads (0: all cores)
+    report_episodes: int = bounded(30, ge=1)  #: fixed-seed episodes that report() averages
+    noop_max: int = bounded(30, ge=0)  #: up to this many random no-op frames at reset
     #: frames: ALE's 1..noop_max no-op frames, drawn at a seeded reset (the thesis' exact
     #: preprocessing; a seeded reset reloads the ROM, ~0.2 s measured, and stalls every slot);
     #: steps: a deterministic unseeded reset (~0.015 s), then 1..ceil(noop_max / 4) no-op
@@ -190,14 +191,7 @@ class Config:
     noops: Literal["frames", "steps"] = "frames"
 
     def __post_init__(self) -> None:
-        self.game = game_id(self.game)
-        for key in ("max_steps", "num_envs", "report_episodes"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)}")
-        if self.num_threads < 0 or self.noop_max < 0:
-            raise ValueError("num_threads and noop_max must be >= 0")
-        if self.noops not in ("frames", "steps"):
-            raise ValueError(f"noops must be 'frames' or 'steps', got {self.noops!r}")
+        self.game = game_id(self.game)  # the ROM's id, or an error listing close matches
 
 
 class Atari(Problem):

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from evoreg import Evaluation, EvoregError, Population, Problem, Real, hookimpl
-from evoreg.errors import unknown_name
+from evoreg.config import bounded
 from evoreg.evaluate import (
     PopulationEvaluator,
     flatten_parameters,
@@ -36,46 +36,32 @@ from evoreg.evaluate import (
 from evoreg.problems import datasets
 from evoreg.problems.models import MODELS, model_spec
 
-LOSSES = ("cross-entropy", "error-rate")
-NORMALIZATIONS = ("auto", "mean-centred", "half", "none")
-INITS = ("glorot", "torch")
 DEFAULT_MODELS = {"digits": "mlp-digits"}  # every MNIST-like set: mlp92k
 
 
 @dataclass
 class Config:
-    dataset: str = "digits"  #: digits (scikit-learn, embedded), mnist, fashion-mnist, kmnist
-    model: str = "auto"  #: mlp92k, convnet9854, mlp-digits; auto: mlp-digits / mlp92k
-    batch_size: int | Literal["full"] = 1024  #: images per generation, or "full" (GO-EA)
-    loss: str = "cross-entropy"  #: cross-entropy or error-rate
-    normalization: str = "auto"  #: mean-centred (gpuea), half ((x-.5)/.5, GO-EA), none; auto
-    init: str = "glorot"  #: glorot (Glorot-uniform, zero biases, as gpuea) or torch (default)
-    validation_share: float = 0.1  #: share of the training set held out (gpuea: 0.1)
+    #: digits (scikit-learn, embedded), mnist, fashion-mnist, kmnist
+    dataset: Literal["digits", "mnist", "fashion-mnist", "kmnist"] = "digits"
+    #: mlp92k, convnet9854, mlp-digits; auto: mlp-digits on digits, else mlp92k
+    model: Literal["auto", "mlp92k", "convnet9854", "mlp-digits"] = "auto"
+    #: images per generation, or "full" (GO-EA)
+    batch_size: int | Literal["full"] = bounded(1024, ge=1)
+    loss: Literal["cross-entropy", "error-rate"] = "cross-entropy"  #: error-rate: no gradient
+    #: mean-centred (gpuea), half ((x-.5)/.5, GO-EA), none; auto: the model's own
+    normalization: Literal["auto", "mean-centred", "half", "none"] = "auto"
+    #: glorot (Glorot-uniform, zero biases, as gpuea) or torch (torch's default)
+    init: Literal["glorot", "torch"] = "glorot"
+    #: share of the training set held out (gpuea: 0.1)
+    validation_share: float = bounded(0.1, gt=0, lt=1)
     split_seed: int = 1  #: seed of the train/validation permutation (gpuea: 1)
     data_root: str = ""  #: folder of MNIST-like files ("": $EVOREG_DATA or ~/.cache/evoreg/data)
     download: bool = False  #: let torchvision download missing files (needs internet)
-    strategy: str = "auto"  #: evaluator strategy: auto (measured), batched, vmap, loop
-    precision: str = "fp32"  #: fp32; tf32 or bf16 on CUDA only
-    memory_budget_mb: int = 1024  #: evaluator chunk size limit
-    eval_chunk: int = 8192  #: images per pass when a whole split is scored
-
-    def __post_init__(self) -> None:
-        if self.dataset not in datasets.DATASETS:
-            raise unknown_name("dataset", self.dataset, datasets.DATASETS)
-        if self.model != "auto" and self.model not in MODELS:
-            raise unknown_name("model", self.model, MODELS)
-        for field, allowed in (("loss", LOSSES), ("normalization", NORMALIZATIONS),
-                               ("init", INITS)):
-            if getattr(self, field) not in allowed:
-                raise unknown_name(field, getattr(self, field), allowed)
-        if self.batch_size != "full" and (
-            not isinstance(self.batch_size, int) or self.batch_size < 1
-        ):
-            raise ValueError(f"batch_size must be an int >= 1 or 'full', got {self.batch_size!r}")
-        if not 0 < self.validation_share < 1:
-            raise ValueError(f"validation_share must be in (0, 1), got {self.validation_share}")
-        if self.memory_budget_mb < 1 or self.eval_chunk < 1:
-            raise ValueError("memory_budget_mb and eval_chunk must be >= 1")
+    #: evaluator strategy: auto (measured), batched, vmap, loop
+    strategy: Literal["auto", "batched", "vmap", "loop"] = "auto"
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"  #: tf32 and bf16 on CUDA only
+    memory_budget_mb: int = bounded(1024, ge=1)  #: evaluator chunk size limit
+    eval_chunk: int = bounded(8192, ge=1)  #: images per pass when a whole split is scored
 
 
 class MnistWeights(Problem):

@@ -11,19 +11,14 @@ from dataclasses import dataclass
 import torch
 
 from evoreg import Evaluation, Population, Problem, Real, hookimpl
+from evoreg.config import bounded
 
 
 @dataclass
 class Config:
-    dim: int = 10  #: number of variables
-    noise: float = 0.0  #: std of additive Gaussian noise on each loss (0: deterministic)
+    dim: int = bounded(10, ge=1)  #: number of variables
+    noise: float = bounded(0.0, ge=0)  #: std of additive Gaussian noise on each loss (0: none)
     optimum: float = 1.0  #: every coordinate of the minimiser
-
-    def __post_init__(self) -> None:
-        if self.dim < 1:
-            raise ValueError(f"dim must be >= 1, got {self.dim}")
-        if self.noise < 0:
-            raise ValueError(f"noise must be >= 0, got {self.noise}")
 
 
 class Sphere(Problem):

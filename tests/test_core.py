@@ -151,3 +151,56 @@ def test_noise_table_windows():
     assert NoiseTable(table.size).values is table.values  # one table per process
     with pytest.raises(ValueError, match="cannot hold"):
         table_size_for(100, size=10)
+
+
+# ----------------------------------------------------------------- Config declarations
+def test_config_bounds_types_and_literals_come_from_the_declarations():
+    from dataclasses import dataclass
+    from typing import Literal
+
+    from evoreg.config import bounded, describe_bounds, make_config
+
+    @dataclass
+    class Config:
+        popsize: int = bounded(20, ge=1)
+        rate: float = bounded(0.5, gt=0, le=1)
+        kind: Literal["best", "first"] = "best"
+        limit: int | None = bounded(None, ge=0)
+
+    assert make_config(Config, "toy", {"rate": "1", "kind": "first"}).rate == 1.0
+    for values, message in [
+        ({"popsize": 0}, "toy: popsize must be >= 1, got 0"),
+        ({"rate": 0.0}, r"rate must be in \(0, 1\], got 0.0"),
+        ({"rate": 1.5}, r"rate must be in \(0, 1\]"),
+        ({"kind": "frist"}, "kind='frist' is not one of 'best', 'first'; did you mean 'first'?"),
+        ({"popsize": 2.5}, "popsize=2.5 is not a int"),
+        ({"popsize": True}, "popsize=True is not a int"),
+        ({"limit": -1}, "limit must be >= 0"),
+        ({"limit": "x"}, "is not a int | None"),
+    ]:
+        with pytest.raises(EvoregError, match=message):
+            make_config(Config, "toy", values)
+    assert make_config(Config, "toy", {"limit": "none"}).limit is None
+    fields = {f.name: f for f in __import__("dataclasses").fields(Config)}
+    assert describe_bounds(fields["popsize"]) == ">= 1"
+    assert describe_bounds(fields["rate"]) == "in (0, 1]"
+    assert describe_bounds(fields["kind"]) == ""
+
+
+def test_a_config_that_is_not_a_dataclass_names_the_fix():
+    from evoreg.config import make_config
+
+    class Config:
+        popsize = 3
+
+    with pytest.raises(EvoregError, match="my-es: its Config .* must be a class decorated with "
+                                          "@dataclasses.dataclass"):
+        make_config(Config, "my-es", {})
+
+
+def test_evoreg_info_shows_each_range():
+    from evoreg.cli import describe
+
+    text = describe(evoreg.get_registry().get("optimizer", "leea"))
+    line = next(row for row in text.splitlines() if row.strip().startswith("truncation"))
+    assert "in (0, 1]" in line and "rho" in line

@@ -337,7 +337,7 @@ def test_goea_improves_on_a_quadratic():
     ("name", "config", "message"),
     [
         ("leea", {"elite_share": 0.1}, r"sum to 1 \(within 1e-6\)"),
-        ("leea", {"mutation_share": -0.05, "crossover_share": 1.0}, "must be >= 0"),
+        ("leea", {"mutation_share": -0.05, "crossover_share": 1.0}, r"must be in \[0, 1\]"),
         (
             "leea",
             {"popsize": 5, "elite_share": 0.1, "crossover_share": 0.5, "mutation_share": 0.4},
@@ -345,8 +345,8 @@ def test_goea_improves_on_a_quadratic():
         ),
         ("leea", {"sigma": 0.0}, "sigma must be > 0"),
         ("leea", {"popsize": 1}, "popsize must be >= 2"),
-        ("leea", {"truncation": 0.0}, r"truncation \(rho\) must be in \(0, 1\]"),
-        ("leea", {"truncation": 1.5}, r"truncation \(rho\) must be in \(0, 1\]"),
+        ("leea", {"truncation": 0.0}, r"truncation must be in \(0, 1\]"),
+        ("leea", {"truncation": 1.5}, r"truncation must be in \(0, 1\]"),
         ("leea", {"measured_weight": -0.1}, r"measured_weight must be in \[0, 1\]"),
         ("leea", {"measured_weight": 1.1}, r"measured_weight must be in \[0, 1\]"),
         ("leea", {"crossover_rate": 2.0}, r"crossover_rate must be in \[0, 1\]"),

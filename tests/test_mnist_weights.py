@@ -189,3 +189,16 @@ def test_evolution_improves_the_network_on_digits(optimizer, budget, config):
     before = problem.report(problem.space.initial())
     assert result.report["test_loss"] < 0.8 * before["test_loss"]
     assert result.report["test_accuracy"] > before["test_accuracy"] + 0.1
+
+
+def test_config_choices_are_the_registered_data_sets_and_models():
+    import typing
+
+    from evoreg.problems import datasets, mnist_weights
+    from evoreg.problems.models import MODELS
+
+    hints = typing.get_type_hints(mnist_weights.Config)
+    assert set(typing.get_args(hints["dataset"])) == set(datasets.DATASETS)
+    assert set(typing.get_args(hints["model"])) == {"auto", *MODELS}
+    with pytest.raises(EvoregError, match="did you mean 'fashion-mnist'"):
+        evoreg.make_problem("mnist-weights", dataset="fasion-mnist")

@@ -21,24 +21,17 @@ from dataclasses import dataclass
 import torch
 
 from evoreg import Optimizer, Population, Real, hookimpl
+from evoreg.config import bounded
 
 
 @dataclass
 class Config:
-    popsize: int = 1  #: lambda, children per generation (1: the classic (1+1)-ES)
-    sigma0: float | None = None  #: initial step size (None: the space's sigma)
-    log_step_up: float = 1 / 3  #: ln of sigma's factor after a success (Kern et al.: 1/3)
-    target_success: float = 0.2  #: success rate at which sigma stays put (the 1/5th)
-
-    def __post_init__(self) -> None:
-        if self.popsize < 1:
-            raise ValueError(f"popsize must be >= 1, got {self.popsize}")
-        if self.sigma0 is not None and not self.sigma0 > 0:
-            raise ValueError(f"sigma0 must be > 0, got {self.sigma0}")
-        if not self.log_step_up > 0:
-            raise ValueError(f"log_step_up must be > 0, got {self.log_step_up}")
-        if not 0 < self.target_success < 1:
-            raise ValueError(f"target_success must be in (0, 1), got {self.target_success}")
+    popsize: int = bounded(1, ge=1)  #: lambda, children per generation (1: the (1+1)-ES)
+    sigma0: float | None = bounded(None, gt=0)  #: initial step size (None: the space's sigma)
+    #: ln of sigma's factor after a success (Kern et al.: 1/3)
+    log_step_up: float = bounded(1 / 3, gt=0)
+    #: success rate at which sigma stays put (the 1/5th)
+    target_success: float = bounded(0.2, gt=0, lt=1)
 
 
 class OneFifthES(Optimizer):
