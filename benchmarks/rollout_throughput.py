@@ -267,7 +267,7 @@ def run(args: Args) -> dict:
     device = problem.device
     info = run_info(device)
     # distinct agents: the problem's init from seeds seed .. seed + agents - 1
-    weights = torch.stack([problem.init_from_seed(args.seed + i) for i in range(args.agents)])
+    weights = torch.stack([problem.space.seeded_initial(args.seed + i) for i in range(args.agents)])
     naive_module = nature_dqn(problem.num_actions).to(device).eval()
     load_flat_parameters_(naive_module, weights[0].to(device))
     env = problem.env(args.agents)  # the vector env ours uses: same config, same threads

@@ -18,9 +18,10 @@ _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 from . import problems  # the package of built-in problems, callable: problems()
 from .errors import EvoregError, UnknownNameError
 from .evaluate import PopulationEvaluator, flatten_parameters, glorot_uniform_, parameter_count
+from .gaussian import NoiseTable, noise
 from .hookspecs import hookimpl
 from .optimizer import Optimizer
-from .population import LazyPopulation, Population, noise
+from .population import LazyPopulation, Population
 from .problem import Evaluation, Problem
 from .registry import get_registry, make_optimizer, make_problem, optimizers
 from .runner import RunResult, run
@@ -34,6 +35,7 @@ __all__ = [
     "EvoregError",
     "Genome",
     "LazyPopulation",
+    "NoiseTable",
     "Optimizer",
     "Population",
     "PopulationEvaluator",

@@ -45,6 +45,11 @@ def bounded(
     )
 
 
+@dataclasses.dataclass
+class NoConfig:
+    """The Config of an optimizer or problem without hyperparameters."""
+
+
 def config_fields(config_cls: type) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(config_cls) if f.init]
 

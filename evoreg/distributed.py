@@ -8,9 +8,10 @@ indices) and sends it with every shard, and each actor scores its shard with
 ``Problem.evaluate_drawn``, which touches no random state. Only problems with that split
 (``Problem.splittable``) can be distributed.
 
-What travels is small: a seed population (:class:`evoreg.seeds.SeedPopulation`) ships its
-genomes, tuples of (seed, sigma) pairs that the actor decodes with its own decoder; any other
-population ships its rows (``pop.rows``). Candidate ids stay on the driver.
+What travels is small: each shard is ``pop.to_payload(start, stop)``, the population's
+cheapest form (a lazy population's genomes, tuples of (seed, sigma) pairs that the actor
+decodes itself, else rows), rebuilt on the actor by ``Population.from_payload``. Candidate
+ids stay on the driver.
 
 ``RayEvaluator`` exposes what the runner uses of a problem (``space``, ``name``, ``config``,
 ``report``, ``state_dict``, ...) by delegating to the driver's problem, so it can stand in
@@ -35,7 +36,6 @@ from .errors import EvoregError
 from .population import Population
 from .problem import Evaluation, Problem
 from .registry import make_problem
-from .seeds import SeedDecoder, SeedPopulation
 
 #: Builds one problem instance; sent to every actor, so it must pickle (a module-level
 #: function or class, or a functools.partial of one).
@@ -68,20 +68,14 @@ class _Worker:
 
     def __init__(self, factory: ProblemFactory) -> None:
         self.problem = factory()
-        self.decoder: SeedDecoder | None = None
+        # Kept between generations: their caches hold the parents, so a child of a seed
+        # genome decodes in one noise draw.
+        self.decoders: dict = {}
 
-    def evaluate(self, kind: str, payload: Any, draw: dict[str, Any]) -> Evaluation:
-        if kind == "seeds":
-            if self.decoder is None:
-                # Kept between generations: its cache holds the parents, so a child decodes
-                # in one noise draw.
-                space = self.problem.space
-                self.decoder = SeedDecoder(space.dim, space.init_from_seed, self.problem.device)
-            pop: Population = SeedPopulation(payload, self.decoder)
-        else:
-            if isinstance(payload, torch.Tensor):
-                payload = payload.to(self.problem.device)
-            pop = Population(payload)
+    def evaluate(self, payload: dict[str, Any], draw: dict[str, Any]) -> Evaluation:
+        pop = Population.from_payload(
+            payload, self.problem.space, self.problem.device, self.decoders
+        )
         evaluation = self.problem.evaluate_drawn(pop, draw)
         # Results go back to a driver that may have no GPU.
         return Evaluation(
@@ -190,9 +184,11 @@ class RayEvaluator:
     def num_workers(self) -> int:
         return len(self.workers)
 
-    def evaluate(self, pop: Population) -> Evaluation:
+    def evaluate(self, pop: Population, *, gradients: bool = False) -> Evaluation:
         """One generation: draw on the driver, score contiguous shards on the actors, merge
         in order (``Problem.merge_evaluations``)."""
+        if gradients:
+            raise EvoregError("the Ray evaluator returns losses only, not gradients")
         n = len(pop)
         draw = self.problem.draw()
         if n == 0:
@@ -202,8 +198,8 @@ class RayEvaluator:
         draw_ref = self._ray.put(draw)  # one copy in the object store, not one per shard
         futures = []
         for worker, start in zip(self.workers, range(0, n, size)):
-            kind, payload = _payload(pop, start, min(start + size, n))
-            futures.append(worker.evaluate.remote(kind, payload, draw_ref))
+            payload = pop.to_payload(start, min(start + size, n))
+            futures.append(worker.evaluate.remote(payload, draw_ref))
         return self.problem.merge_evaluations(self._ray.get(futures))
 
     def close(self) -> None:
@@ -230,13 +226,3 @@ class RayEvaluator:
     def __repr__(self) -> str:
         return f"RayEvaluator({self.problem!r}, workers={len(getattr(self, 'workers', []))})"
 
-
-def _payload(pop: Population, start: int, stop: int) -> tuple[str, Any]:
-    """What a shard ships: genomes for a seed population, else the rows (on the CPU, so an
-    actor on any machine can read them)."""
-    if isinstance(pop, SeedPopulation):
-        return "seeds", pop.genomes[start:stop]
-    rows = pop.rows(start, stop)
-    if isinstance(rows, torch.Tensor):
-        rows = rows.cpu()
-    return "rows", rows

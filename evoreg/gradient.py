@@ -1,9 +1,10 @@
 """Gradient baselines as optimizers: one candidate (the current weights) per generation.
 
-A gradient method asks for its current point, is told the loss and its gradient there
-(``tell(pop, losses, gradients=...)``; ``evoreg.run`` gets them from problems with
-``provides_gradients``) and takes one step of a ``torch.optim`` optimizer, so evolutionary
-results can be stated as ratios to gradient training on the same model, data and budget.
+A gradient method asks for its current point, is told the loss and its gradient there (an
+``Evaluation`` with gradients, or ``tell(pop, losses, gradients=...)``; ``evoreg.run`` asks
+problems with ``provides_gradients`` for them, as ``evaluate_with`` says) and takes one step
+of a ``torch.optim`` optimizer, so evolutionary results can be stated as ratios to gradient
+training on the same model, data and budget.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class TorchOptimizerMethod(Optimizer):
     """Base of ``adam`` and ``sgd``: a plugin writes only ``make_torch_optimizer``."""
 
     spaces = (Real,)
-    needs_gradients = True
+    evaluate_with = {"gradients": True}
 
     def make_torch_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         raise NotImplementedError
@@ -41,7 +42,7 @@ class TorchOptimizerMethod(Optimizer):
         return self.x.detach().clone().unsqueeze(0)
 
     def _tell(self, pop: Population, losses: torch.Tensor) -> None:
-        self.x.grad = pop.gradients[0].clone()
+        self.x.grad = pop.evaluation.gradients[0].clone()
         self.torch_optimizer.step()
         if self.space.lower is not None or self.space.upper is not None:
             with torch.no_grad():

@@ -3,8 +3,9 @@
 A plugin subclasses ``Optimizer``, declares a ``Config`` dataclass whose defaults are its
 paper's, and writes ``_ask(n)`` and ``_tell(pop, losses)``. The base validates shapes,
 refuses populations it did not hand out or that were already told, turns NaN/inf losses
-into the worst loss, tracks the best candidate, counts generations, and keeps its random
-generators (``self.generator`` for torch, ``self.rng`` for numpy) in its state.
+into the worst loss, tracks the best candidate, counts generations, keeps its random
+generators (``self.generator`` for torch, ``self.rng`` for numpy) in its state, and draws
+Gaussian noise for the plugin (``perturb``, ``normals``).
 """
 
 from __future__ import annotations
@@ -19,18 +20,17 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .config import make_config
+from .config import NoConfig, make_config
 from .devices import resolve_device
 from .errors import EvoregError
-from .population import Population
-from .spaces import Space
+from .gaussian import NoiseTable, table_size_for
+from .population import Decoder, LazyPopulation, Population
+from .problem import Evaluation
+from .spaces import Real, Space
 
 _owner_tokens = itertools.count(1)
 
-
-@dataclasses.dataclass
-class NoConfig:
-    """An optimizer without hyperparameters."""
+__all__ = ["NoConfig", "Optimizer"]
 
 
 class Optimizer:
@@ -42,15 +42,23 @@ class Optimizer:
     #: Spaces the algorithm accepts.
     spaces: ClassVar[tuple[type, ...]] = (Space,)
     #: Attributes rebuilt by ``setup()`` and left out of ``state_dict()`` (caches, tables).
+    #: Every other attribute is saved in checkpoints, so it must pickle.
     transient: ClassVar[tuple[str, ...]] = ()
-    #: Gradient methods (the ``adam`` and ``sgd`` baselines) need ``tell(pop, losses,
-    #: gradients=...)``; ``_tell`` finds them as ``pop.gradients``.
-    needs_gradients: ClassVar[bool] = False
+    #: Keywords the runner passes to ``Problem.evaluate`` for this optimizer's populations:
+    #: gradient methods ask for ``{"gradients": True}`` and find them in ``pop.evaluation``.
+    evaluate_with: ClassVar[dict[str, Any]] = {}
+    #: True for algorithms whose ``tell`` continues their latest ``ask`` (most population
+    #: methods): ``tell`` then refuses any other population.
+    generational: ClassVar[bool] = False
+    #: Raised by a plugin when what its saved state means changes: ``load_state_dict`` then
+    #: refuses a state of another version unless ``accept_state_version`` allows it.
+    state_version: ClassVar[int] = 1
 
     def __init__(
         self, space: Space, *, seed: int = 0, device: str | torch.device = "cpu", **config: Any
     ) -> None:
         self.name = getattr(self, "name", type(self).__name__)
+        self._check_plugin()
         if not isinstance(space, self.spaces):
             accepted = ", ".join(s.__name__ for s in self.spaces)
             raise EvoregError(
@@ -67,9 +75,11 @@ class Optimizer:
         self.best_x: Any = None
         self._next_id = 0
         self._next_serial = 0
+        self._latest_serial = -1
         self._pending: set[int] = set()
         self._owner = next(_owner_tokens)
         self._warned_nonfinite = False
+        self._noise_table: NoiseTable | None = None
         self._base_attributes = set(vars(self)) | {"_base_attributes"}
         self.setup()
 
@@ -87,9 +97,33 @@ class Optimizer:
         """The candidate to deploy; by default the best one evaluated so far."""
         return self.best_x
 
+    def plan(self, budget: float, unit: str) -> None:
+        """Called by the runner before the first ask with the run's budget, in the problem's
+        unit ("evaluations", "frames", ...), for algorithms that plan by it. Does nothing by
+        default."""
+
+    def keep_candidate(self, pop: Population, index: int) -> Any:
+        """What ``best_x`` keeps when candidate ``index`` of ``pop`` is the best so far: a
+        copy of the candidate, as the problem left it when it returned updated candidates
+        (trained weights). A plugin may keep something smaller (a seed genome)."""
+        updated = pop.evaluation.candidates if pop.evaluation is not None else None
+        row = updated[index : index + 1] if updated is not None else pop.rows(index, index + 1)
+        return copy.deepcopy(row[0]) if isinstance(row, list) else row[0].clone()
+
+    def accept_state_version(self, version: int) -> str | None:
+        """None if a saved state of ``version`` continues correctly here, else why not."""
+        return None if version == self.state_version else "what it holds has changed"
+
     @property
-    def default_popsize(self) -> int | None:
-        return getattr(self.config, "popsize", None)
+    def default_popsize(self) -> int:
+        """Candidates that ``ask()`` returns: the Config's ``popsize``, or one when the Config
+        has no such field."""
+        popsize = getattr(self.config, "popsize", None)
+        return 1 if popsize is None else popsize
+
+    @property
+    def needs_gradients(self) -> bool:
+        return bool(self.evaluate_with.get("gradients", False))
 
     def new_ids(self, n: int) -> torch.Tensor:
         """``n`` fresh candidate ids."""
@@ -97,12 +131,47 @@ class Optimizer:
         self._next_id += n
         return ids
 
+    # ----------------------------------------------------------------- noise for plugins
+    @property
+    def shared_table(self) -> NoiseTable | None:
+        """The shared Gaussian noise table for this space's dim on this device, or None
+        when the Config sets ``noise_table=False`` (fresh normals instead)."""
+        if not getattr(self.config, "noise_table", True):
+            return None
+        if self._noise_table is None:
+            size = table_size_for(self.space.dim)
+            self._noise_table = NoiseTable(size, device=self.device)
+        return self._noise_table
+
+    def normals(self, out: torch.Tensor) -> torch.Tensor:
+        """Fill ``out [n, d]`` with N(0, 1) rows: windows of the noise table at offsets drawn
+        from ``self.generator``, or fresh draws from it."""
+        n, dim = out.shape
+        table = self.shared_table
+        if table is None:
+            return torch.randn(n, dim, generator=self.generator, device=self.device, out=out)
+        return table.windows(table.offsets(n, dim, self.generator), dim, out=out)
+
+    def perturb(
+        self, center: torch.Tensor, sigma: float, n: int, ids: torch.Tensor | None = None
+    ) -> Population:
+        """``n`` candidates ``center + sigma * N(0, I)`` on this device. With the noise table
+        they are a ``LazyPopulation`` (one window offset each, written out where they are
+        read); without it, fresh normals drawn now."""
+        table = self.shared_table
+        if table is None:
+            noise = torch.randn(n, self.space.dim, generator=self.generator, device=self.device)
+            return Population(noise.mul_(sigma).add_(center), ids)
+        offsets = table.offsets(n, self.space.dim, self.generator).tolist()
+        genomes = [((0, 0.0), (offset, float(sigma))) for offset in offsets]
+        decoder = Decoder(self.space.dim, bases=center.unsqueeze(0), table=table,
+                          device=self.device)
+        return LazyPopulation(genomes, decoder, ids)
+
     # ----------------------------------------------------------------- public API
     def ask(self, n: int | None = None) -> Population:
-        """A population of ``n`` candidates (default: the configured population size)."""
+        """A population of ``n`` candidates (default: ``default_popsize``)."""
         n = self.default_popsize if n is None else n
-        if n is None:
-            raise EvoregError(f"{self.name} has no default population size: call ask(n)")
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise EvoregError(f"ask(n={n!r}): n must be a positive int")
         pop = self._ask(int(n))
@@ -115,16 +184,24 @@ class Optimizer:
         if type(pop) is Population:
             pop._values = self.space.validate(pop.values, len(pop))
         pop.owner = self._owner
-        pop.serial = self._next_serial
+        pop.serial = self._latest_serial = self._next_serial
         self._next_serial += 1
         self._pending.add(pop.serial)
         return pop
 
-    def tell(self, pop: Population, losses: Any, gradients: torch.Tensor | None = None) -> None:
-        """Report the loss of every candidate of ``pop`` (lower is better).
+    def tell(
+        self,
+        pop: Population,
+        evaluation: Evaluation | Any,
+        gradients: torch.Tensor | None = None,
+    ) -> None:
+        """Report how ``pop`` scored (lower is better): the problem's ``Evaluation``, or the
+        losses alone (a ``Tensor[n]``, an array, a list), as in your own loop.
 
-        ``gradients`` (``Tensor[n, d]``, the loss's gradient at each candidate) is read only
-        by optimizers with ``needs_gradients``, and required by them.
+        ``gradients`` (``Tensor[n, d]``) with bare losses is the same as an ``Evaluation``
+        with gradients: read by optimizers that need them, and required by them. Updated
+        candidates in the evaluation (``candidates``: trained weights) are what ``best_x``
+        keeps and what a plugin finds in ``pop.evaluation``.
         """
         if not isinstance(pop, Population) or pop.owner != self._owner:
             raise EvoregError(
@@ -132,12 +209,12 @@ class Optimizer:
             )
         if pop.serial not in self._pending:
             raise EvoregError(f"{self.name}.tell: this population was already told")
-        losses = self._check_losses(losses, len(pop))
-        if self.needs_gradients:
-            pop.gradients = self._check_gradients(gradients, pop)
+        if self.generational and pop.serial != self._latest_serial:
+            raise EvoregError(f"{self.name} is generational: tell() the latest ask()'s population")
+        pop.evaluation = self._check_evaluation(evaluation, gradients, pop)
         self._pending.discard(pop.serial)
-        self._track_best(pop, losses)
-        self._tell(pop, losses)
+        self._track_best(pop, pop.evaluation.losses)
+        self._tell(pop, pop.evaluation.losses)
         self.generation += 1
 
     def recommend(self) -> Any:
@@ -146,33 +223,43 @@ class Optimizer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: counters, best, RNGs and the algorithm's state."""
-        skip = self._base_attributes | set(self.transient)
-        algorithm = {key: value for key, value in vars(self).items() if key not in skip}
         return {
             "name": self.name,
+            "state_version": self.state_version,
             "config": dataclasses.asdict(self.config),
             "generation": self.generation,
             "best_loss": self.best_loss,
             "best_x": self.best_x,
             "next_id": self._next_id,
             "next_serial": self._next_serial,
+            "latest_serial": self._latest_serial,
             "pending": sorted(self._pending),
             "generator": self.generator.get_state(),
             "rng": self.rng.bit_generator.state,
             "warned_nonfinite": self._warned_nonfinite,
             # Pickled: a copy (later steps cannot change it) that is also quick to save, where
             # deepcopy plus torch.save of a large object graph (nevergrad's archive) is not.
-            "algorithm": pickle.dumps(algorithm, protocol=pickle.HIGHEST_PROTOCOL),
+            "algorithm": self._pickled_algorithm(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("name") != self.name:
             raise EvoregError(f"state of {state.get('name')!r} cannot load into {self.name!r}")
+        version = state.get("state_version", 1)
+        refusal = self.accept_state_version(version)
+        if refusal is not None:
+            raise EvoregError(
+                f"this checkpoint holds version {version} of {self.name}'s state and this evoreg "
+                f"writes version {self.state_version} ({refusal}): start the run again "
+                "without --resume, or continue it with the evoreg that wrote it"
+            )
         self.generation = state["generation"]
         self.best_loss = state["best_loss"]
         self.best_x = state["best_x"]
         self._next_id = state["next_id"]
         self._next_serial = state["next_serial"]
+        # States saved before "latest_serial" existed: the last population asked.
+        self._latest_serial = state.get("latest_serial", self._next_serial - 1)
         self._pending = set(state["pending"])
         self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = state["rng"]
@@ -181,6 +268,52 @@ class Optimizer:
             setattr(self, key, value)
 
     # ----------------------------------------------------------------- internals
+    def _check_plugin(self) -> None:
+        missing = [m for m in ("_ask", "_tell") if getattr(type(self), m) is getattr(Optimizer, m)]
+        if missing:
+            where = f"{type(self).__module__}.{type(self).__qualname__}"
+            raise EvoregError(
+                f"optimizer {self.name} ({where}) does not implement {' and '.join(missing)}: "
+                "a plugin writes _ask(self, n) -> Tensor[n, d] | Population and "
+                "_tell(self, pop, losses) -> None"
+            )
+
+    def _pickled_algorithm(self) -> bytes:
+        skip = self._base_attributes | set(self.transient)
+        algorithm = {key: value for key, value in vars(self).items() if key not in skip}
+        try:
+            return pickle.dumps(algorithm, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - name the attribute, whatever pickle raised
+            for key, value in algorithm.items():
+                try:
+                    pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception as culprit:  # noqa: BLE001
+                    raise EvoregError(
+                        f"{self.name}: attribute {key!r} ({type(value).__name__}) cannot be "
+                        f"saved in a checkpoint ({type(culprit).__name__}: {culprit}); if "
+                        f"setup() rebuilds it, list it in the class's transient = "
+                        f"({key!r},)"
+                    ) from None
+            raise
+
+    def _check_evaluation(self, evaluation: Any, gradients: Any, pop: Population) -> Evaluation:
+        if isinstance(evaluation, Evaluation):
+            if gradients is not None:
+                raise EvoregError(
+                    f"{self.name}.tell: gradients go inside the Evaluation, not beside it"
+                )
+            losses = self._check_losses(evaluation.losses, len(pop))
+            gradients, candidates = evaluation.gradients, evaluation.candidates
+            evaluation = dataclasses.replace(evaluation, losses=losses)
+        else:
+            losses = self._check_losses(evaluation, len(pop))
+            evaluation, candidates = Evaluation(losses, cost=float(len(pop))), None
+        if self.needs_gradients:
+            evaluation.gradients = self._check_gradients(gradients, pop)
+        if candidates is not None:
+            evaluation.candidates = self._check_candidates(candidates, len(pop))
+        return evaluation
+
     def _check_losses(self, losses: Any, n: int) -> torch.Tensor:
         if isinstance(losses, torch.Tensor):
             losses = losses.detach()
@@ -201,7 +334,7 @@ class Optimizer:
                 warnings.warn(
                     f"{self.name}: NaN/inf losses are counted as the worst loss (+inf)",
                     RuntimeWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
                 self._warned_nonfinite = True
             losses = torch.where(finite, losses, torch.full_like(losses, float("inf")))
@@ -210,9 +343,9 @@ class Optimizer:
     def _check_gradients(self, gradients: Any, pop: Population) -> torch.Tensor:
         if gradients is None:
             raise EvoregError(
-                f"{self.name} is a gradient method: call tell(pop, losses, gradients=...) with "
-                "the loss's gradient at each candidate (evoreg.run gets them from problems "
-                "that provide gradients)"
+                f"{self.name} is a gradient method: tell it an Evaluation with gradients (or "
+                "tell(pop, losses, gradients=...)) holding the loss's gradient at each "
+                "candidate (evoreg.run gets them from problems that provide gradients)"
             )
         gradients = torch.as_tensor(gradients).detach()
         shape = (len(pop), getattr(self.space, "dim", -1))
@@ -226,13 +359,21 @@ class Optimizer:
             raise EvoregError(f"{self.name}.tell: the gradients hold NaN or inf")
         return gradients
 
+    def _check_candidates(self, candidates: Any, n: int) -> Any:
+        try:
+            candidates = self.space.validate(candidates, n)
+        except EvoregError as error:
+            raise EvoregError(f"{self.name}.tell: the evaluation's candidates: {error}") from None
+        if isinstance(self.space, Real):
+            candidates = candidates.to(self.device)
+        return candidates
+
     def _track_best(self, pop: Population, losses: torch.Tensor) -> None:
         i = int(torch.argmin(losses))
         loss = float(losses[i])
         if loss < self.best_loss:
             self.best_loss = loss
-            row = pop.rows(i, i + 1)
-            self.best_x = copy.deepcopy(row[0]) if isinstance(row, list) else row[0].clone()
+            self.best_x = self.keep_candidate(pop, i)
 
     def __repr__(self) -> str:
         return f"{self.name}({self.config})"

@@ -9,25 +9,29 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .config import make_config
+from .config import NoConfig, make_config
 from .devices import resolve_device
-from .optimizer import NoConfig
 from .population import Population
 from .spaces import Space
 
 
 @dataclasses.dataclass
 class Evaluation:
-    """Losses of one population (lower is better) and the budget it used.
+    """How one population scored: what ``evaluate`` returns and ``Optimizer.tell`` receives.
 
-    ``gradients`` (``Tensor[n, d]``) is filled when ``evaluate(pop, gradients=True)`` was asked
-    of a problem that provides them. ``info`` values go into the run's log.
+    ``losses`` (lower is better) and the ``cost`` in the problem's budget unit. ``gradients``
+    (``Tensor[n, d]``) is filled when ``evaluate(pop, gradients=True)`` was asked of a problem
+    that provides them. ``candidates`` holds the candidates as the problem left them when it
+    changes them while scoring (a Lamarckian problem that trains each network returns the
+    trained weights: ``Tensor[n, d]``, or a list of genomes); None when they are unchanged.
+    ``info`` values go into the run's log.
     """
 
     losses: torch.Tensor
     cost: float
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     gradients: torch.Tensor | None = None
+    candidates: Any = None
 
 
 class Problem:
@@ -64,11 +68,16 @@ class Problem:
     def setup(self) -> None:
         """Build the space, load data, ... (called once, after the config is set)."""
 
-    def evaluate(self, pop: Population) -> Evaluation:
-        """Score ``pop``; a problem with ``provides_gradients`` also takes ``gradients=True``."""
-        if self.splittable:
+    def evaluate(self, pop: Population, *, gradients: bool = False) -> Evaluation:
+        """Score ``pop``: one generation.
+
+        ``gradients=True`` (asked only of problems with ``provides_gradients``, for optimizers
+        that need them) also returns each candidate's gradient. A problem that changes its
+        candidates while scoring them returns them in ``Evaluation.candidates``.
+        """
+        if self.splittable and not gradients:
             return self.evaluate_drawn(pop, self.draw())
-        raise NotImplementedError
+        raise NotImplementedError(f"{self.name} does not implement evaluate()")
 
     # A problem that splits a generation into its shared random draw and the scoring of
     # candidates under it can be evaluated in parts (on Ray workers) with the same result.
@@ -90,11 +99,11 @@ class Problem:
     def merge_evaluations(self, parts: Sequence[Evaluation]) -> Evaluation:
         """One generation's ``Evaluation`` from those of its contiguous parts, in order.
 
-        Losses (and gradients) are concatenated and costs summed. An ``info`` key is merged
-        as ``info_merge`` says; a key not listed there is summed when every part gives an int
-        (counts: frames, episodes), averaged weighted by the parts' sizes when every part gives
-        a number (means, rates), and otherwise taken from the first part. A problem whose
-        info needs more than that overrides this method.
+        Losses (gradients, updated candidates) are concatenated and costs summed. An ``info``
+        key is merged as ``info_merge`` says; a key not listed there is summed when every part
+        gives an int (counts: frames, episodes), averaged weighted by the parts' sizes when
+        every part gives a number (means, rates), and otherwise taken from the first part. A
+        problem whose info needs more than that overrides this method.
         """
         if not parts:
             raise ValueError("merge_evaluations needs at least one part")
@@ -102,13 +111,16 @@ class Problem:
         gradients = None
         if all(p.gradients is not None for p in parts):
             gradients = torch.cat([p.gradients.cpu() for p in parts])
+        candidates = None
+        if all(p.candidates is not None for p in parts):
+            candidates = _concatenate([p.candidates for p in parts])
         sizes = [len(p.losses) for p in parts]
         info: dict[str, Any] = {}
         for key in dict.fromkeys(k for p in parts for k in p.info):
             values = [_plain_number(p.info.get(key)) for p in parts]
             info[key] = _merge_info(key, values, sizes, self.info_merge.get(key))
         cost = sum(float(p.cost) for p in parts)
-        return Evaluation(losses, cost=cost, info=info, gradients=gradients)
+        return Evaluation(losses, cost=cost, info=info, gradients=gradients, candidates=candidates)
 
     def report(self, x: Any) -> dict[str, Any]:
         """Held-out figures for candidate ``x`` (test accuracy, mean score, ...)."""
@@ -124,6 +136,12 @@ class Problem:
 
     def __repr__(self) -> str:
         return f"{self.name}({self.config})"
+
+
+def _concatenate(parts: list[Any]) -> Any:
+    if all(isinstance(p, torch.Tensor) for p in parts):
+        return torch.cat([p.cpu() for p in parts])
+    return [candidate for part in parts for candidate in part]
 
 
 def _plain_number(value: Any) -> Any:

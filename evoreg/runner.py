@@ -6,14 +6,19 @@ every ``checkpoint_seconds`` of wall time, and at the end), ``result.json`` and
 ``convergence.png``. ``resume=True`` continues a killed run from its last checkpoint; on
 CPU with the same seed it ends exactly where an uninterrupted run ends, because the
 optimizer's and the problem's random states are part of the checkpoint.
+
+``run`` sets up (``_build``, ``_open``), runs ``_loop`` and writes the outputs (``_finish``);
+``_loop`` is the algorithm itself, the same for every optimizer and problem.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +26,10 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint, write_json
-from .config import config_fields
 from .environment import machine, versions
 from .errors import EvoregError
 from .optimizer import Optimizer
-from .problem import Problem
+from .problem import Evaluation, Problem
 from .registry import get_registry, make_optimizer, make_problem
 
 RUN_FILE, LOG_FILE, CHECKPOINT_FILE, RESULT_FILE = (
@@ -86,6 +90,39 @@ def run(
     CPU) of the cluster at ``ray_address`` ("auto", "host:port"; None starts a local Ray),
     with the same result as ``"local"`` (see :mod:`evoreg.distributed`).
     """
+    _check_settings(budget, evaluator, checkpoint_every)
+    problem_name = problem if isinstance(problem, str) else None
+    problem, optimizer = _build(
+        problem, optimizer, seed, device, problem_config, optimizer_config
+    )
+    optimizer.plan(budget, problem.budget_unit)
+    _check_pairing(problem, optimizer, evaluator)
+    session = _Session(problem, optimizer, _describe(problem, optimizer, seed, budget),
+                       checkpoint_every, checkpoint_seconds)
+    if out_dir is not None:
+        session.open(Path(out_dir), resume)
+        if session.finished(budget):
+            return session.earlier_result()
+    ray = {"address": ray_address, "num_workers": workers} if evaluator == "ray" else None
+    with _scoring(problem, problem_name, problem_config, device, ray) as evaluate, \
+            session.outputs(budget, progress):
+        _loop(session, evaluate, budget)
+    return session.finish(plot, seed)
+
+
+def _loop(session: _Session, evaluate: Callable[..., Evaluation], budget: float) -> None:
+    """The run itself: ask, evaluate, tell, record, checkpoint, until the budget is used."""
+    optimizer = session.optimizer
+    while session.cost < budget:
+        pop = optimizer.ask()
+        evaluation = evaluate(pop, **optimizer.evaluate_with)
+        optimizer.tell(pop, evaluation)
+        session.record(evaluation)
+        session.checkpoint_if_due()
+
+
+# --------------------------------------------------------------------------- setting up
+def _check_settings(budget: float, evaluator: str, checkpoint_every: int | None) -> None:
     if evaluator not in EVALUATORS:
         raise EvoregError(
             f"unknown evaluator {evaluator!r}; valid evaluators: {', '.join(EVALUATORS)}"
@@ -94,34 +131,50 @@ def run(
         raise EvoregError(f"budget must be > 0, got {budget!r}")
     if checkpoint_every is not None and checkpoint_every < 1:
         raise EvoregError(f"checkpoint_every must be >= 1, got {checkpoint_every!r}")
+
+
+def _build(
+    problem: Problem | str,
+    optimizer: Optimizer | str,
+    seed: int,
+    device: str,
+    problem_config: dict[str, Any] | None,
+    optimizer_config: dict[str, Any] | None,
+) -> tuple[Problem, Optimizer]:
+    """The problem and the optimizer, built by name with seeds derived from ``seed``."""
     problem_seed, optimizer_seed = derive_seeds(seed)
-    problem_name = problem if isinstance(problem, str) else None
     if isinstance(problem, str):
         problem = make_problem(problem, seed=problem_seed, device=device, **(problem_config or {}))
     if isinstance(optimizer, str):
-        optimizer_config = dict(optimizer_config or {})
-        entry_config = get_registry().get("optimizer", optimizer).config
-        plans = entry_config is not None and "budget" in {
-            f.name for f in config_fields(entry_config)
-        }
-        if plans and problem.budget_unit == "evaluations":
-            # Optimizers that plan by their number of evaluations (nevergrad's NGOpt, say) get
-            # the run's; a budget in other units (Atari frames) would mislead their choice.
-            optimizer_config.setdefault("budget", int(budget))
         optimizer = make_optimizer(
-            optimizer, problem.space, seed=optimizer_seed, device=device, **optimizer_config
+            optimizer, problem.space, seed=optimizer_seed, device=device,
+            **(optimizer_config or {}),
         )
+    return problem, optimizer
+
+
+def _check_pairing(problem: Problem, optimizer: Optimizer, evaluator: str) -> None:
     if optimizer.needs_gradients and not problem.provides_gradients:
         raise EvoregError(
             f"{optimizer.name} is a gradient method and {problem.name} provides no gradients; "
             "problems that do: " + ", ".join(_gradient_problems())
         )
-    if evaluator != "local" and optimizer.needs_gradients:
+    if evaluator != "local" and optimizer.evaluate_with:
         raise EvoregError(
-            f"{optimizer.name} is a gradient method; the {evaluator} evaluator returns no "
-            "gradients (use evaluator='local')"
+            f"{optimizer.name} asks the problem for {', '.join(optimizer.evaluate_with)}; the "
+            f"{evaluator} evaluator returns losses only (use evaluator='local')"
         )
-    description = {
+
+
+def _gradient_problems() -> list[str]:
+    entries = get_registry().entries["problem"].values()
+    names = [e.name for e in entries if getattr(e.factory, "provides_gradients", False)]
+    return sorted(names) or ["none registered"]
+
+
+def _describe(problem: Problem, optimizer: Optimizer, seed: int, budget: float) -> dict:
+    """What ``run.json`` records, and what a resumed run must match."""
+    return {
         "problem": problem.name,
         "problem_config": dataclasses.asdict(problem.config),
         "optimizer": optimizer.name,
@@ -131,174 +184,226 @@ def run(
         "budget_unit": problem.budget_unit,
         "device": str(optimizer.device),
     }
-    out = Path(out_dir) if out_dir is not None else None
-    state = {"generation": 0, "cost": 0.0, "elapsed": 0.0}
-    log: list[dict[str, Any]] = []
-    if out is not None:
-        state, log = _prepare_out_dir(out, description, resume, problem, optimizer)
-        if (out / RESULT_FILE).exists() and state["cost"] >= budget:
-            return _finished(out, optimizer, log)
 
-    # The driver's problem stays the one checkpointed and reported; only scoring moves.
-    distributed = None
-    if evaluator == "ray":
-        from .distributed import RayEvaluator
 
-        options = {"address": ray_address, "num_workers": workers}
-        if problem_name is not None:
-            distributed = RayEvaluator(
-                problem_name, problem_config, seed=problem_seed, device=device,
-                problem=problem, **options,
-            )
-        else:
-            distributed = RayEvaluator.from_problem(problem, **options)
-    evaluate = problem.evaluate if distributed is None else distributed.evaluate
+@contextlib.contextmanager
+def _scoring(
+    problem: Problem,
+    problem_name: str | None,
+    problem_config: dict[str, Any] | None,
+    device: str,
+    ray: dict[str, Any] | None,
+) -> Iterator[Callable[..., Evaluation]]:
+    """Where generations are scored: the problem itself, or (``ray``: the address and number
+    of workers) Ray actors that build copies of it; the driver's problem stays the one
+    checkpointed and reported."""
+    if ray is None:
+        yield problem.evaluate
+        return
+    from .distributed import RayEvaluator
 
-    show = sys.stderr.isatty() if progress is None else progress
-    bar = _progress_bar(show, budget, problem.budget_unit, state["cost"])
-    started = time.perf_counter() - state["elapsed"]
-    last_checkpoint = time.perf_counter()
-    log_file = open(out / LOG_FILE, "a") if out is not None else None  # noqa: SIM115
-    try:
-        while state["cost"] < budget:
-            pop = optimizer.ask()
-            if optimizer.needs_gradients:
-                evaluation = problem.evaluate(pop, gradients=True)
-                optimizer.tell(pop, evaluation.losses, gradients=evaluation.gradients)
-            else:
-                evaluation = evaluate(pop)
-                optimizer.tell(pop, evaluation.losses)
-            state["generation"] += 1
-            state["cost"] += float(evaluation.cost)
-            state["elapsed"] = time.perf_counter() - started
-            record = _record(state, optimizer, evaluation)
-            log.append(record)
-            if log_file is not None:
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
-            if bar is not None:
-                bar.update(float(evaluation.cost))
-                bar.set_postfix(best=f"{optimizer.best_loss:.4g}")
-            due = (
-                state["generation"] % checkpoint_every == 0
-                if checkpoint_every is not None
-                else time.perf_counter() - last_checkpoint >= checkpoint_seconds
-            )
-            if out is not None and due:
-                _checkpoint(out, state, len(log), problem, optimizer)
-                last_checkpoint = time.perf_counter()
-    finally:
-        if distributed is not None:
-            distributed.close()
-        if log_file is not None:
-            log_file.close()
-        if bar is not None:
-            bar.close()
-
-    recommendation = optimizer.recommend()
-    report = problem.report(recommendation) if recommendation is not None else {}
-    result = RunResult(
-        best_loss=optimizer.best_loss,
-        recommendation=recommendation,
-        report=report,
-        generations=state["generation"],
-        cost=state["cost"],
-        wall_time=state["elapsed"],
-        out_dir=out,
-        log=log,
-    )
-    if out is not None:
-        _checkpoint(out, state, len(log), problem, optimizer)
-        write_json(
-            {
-                **description,
-                "best_loss": result.best_loss,
-                "report": report,
-                "generations": result.generations,
-                "cost": result.cost,
-                "wall_time": result.wall_time,
-                "versions": versions(),
-                "machine": machine(),
-            },
-            out / RESULT_FILE,
+    if problem_name is not None:
+        distributed = RayEvaluator(
+            problem_name, problem_config, seed=problem.seed, device=device, problem=problem,
+            **ray,
         )
-        if plot and log:
-            from .plots import plot_convergence
-
-            title = f"{problem.name} / {optimizer.name} (seed {seed})"
-            plot_convergence(log, out / "convergence.png", title, problem.budget_unit)
-    return result
-
-
-def _gradient_problems() -> list[str]:
-    entries = get_registry().entries["problem"].values()
-    names = [e.name for e in entries if getattr(e.factory, "provides_gradients", False)]
-    return sorted(names) or ["none registered"]
+    else:
+        distributed = RayEvaluator.from_problem(problem, **ray)
+    try:
+        yield distributed.evaluate
+    finally:
+        distributed.close()
 
 
-def _record(state: dict[str, Any], optimizer: Optimizer, evaluation: Any) -> dict[str, Any]:
+# --------------------------------------------------------------------------- one run
+class _Session:
+    """A run's state and outputs: counters, the log, the run directory and progress bar."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        optimizer: Optimizer,
+        description: dict,
+        checkpoint_every: int | None,
+        checkpoint_seconds: float,
+    ) -> None:
+        self.problem, self.optimizer, self.description = problem, optimizer, description
+        self.checkpoint_every, self.checkpoint_seconds = checkpoint_every, checkpoint_seconds
+        self.generation, self.cost, self.elapsed = 0, 0.0, 0.0
+        self.log: list[dict[str, Any]] = []
+        self.out: Path | None = None
+        self._log_file: Any = None
+        self._bar: Any = None
+        self._started = self._last_checkpoint = time.perf_counter()
+
+    # ------------------------------------------------------------- the run directory
+    def open(self, out: Path, resume: bool) -> None:
+        """Take ``out`` for this run; with ``resume``, continue the run it holds."""
+        run_file = out / RUN_FILE
+        if run_file.exists():
+            if not resume:
+                raise EvoregError(
+                    f"{out} already holds a run; pass resume=True (--resume) or another directory"
+                )
+            earlier = json.loads(run_file.read_text())
+            changed = [
+                key for key in self.description
+                if key not in ("budget", "device") and earlier.get(key) != _plain(
+                    self.description[key]
+                )
+            ]
+            if changed:
+                raise EvoregError(
+                    f"cannot resume {out}: {', '.join(changed)} differ from the run it holds"
+                )
+        out.mkdir(parents=True, exist_ok=True)
+        for abandoned in out.glob(".*.tmp"):  # temporaries of writes that a kill cut short
+            abandoned.unlink()
+        write_json(self.description, run_file)
+        self.out = out
+        if resume and (out / CHECKPOINT_FILE).exists():
+            self._restore(load_checkpoint(out / CHECKPOINT_FILE))
+        # Lines written after the last checkpoint belong to generations that are run again.
+        with open(out / LOG_FILE, "w") as log_file:
+            log_file.writelines(json.dumps(record) + "\n" for record in self.log)
+
+    def _restore(self, checkpoint: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.problem.load_state_dict(checkpoint["problem"])
+        self.generation, self.cost = checkpoint["generation"], checkpoint["cost"]
+        self.elapsed = checkpoint["elapsed"]
+        self.log = read_log(self.out)[: checkpoint["log_lines"]]
+
+    def finished(self, budget: float) -> bool:
+        return self.out is not None and (self.out / RESULT_FILE).exists() and self.cost >= budget
+
+    def earlier_result(self) -> RunResult:
+        """The result a finished run directory holds."""
+        result = json.loads((self.out / RESULT_FILE).read_text())
+        return RunResult(
+            best_loss=result["best_loss"],
+            recommendation=self.optimizer.recommend(),
+            report=result["report"],
+            generations=result["generations"],
+            cost=result["cost"],
+            wall_time=result["wall_time"],
+            out_dir=self.out,
+            log=self.log,
+        )
+
+    # ------------------------------------------------------------- during the loop
+    @contextlib.contextmanager
+    def outputs(self, budget: float, progress: bool | None):
+        """The log file and the progress bar, open for the loop and closed after it."""
+        show = sys.stderr.isatty() if progress is None else progress
+        if show:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=budget, initial=self.cost,
+                             unit=f" {self.problem.budget_unit}", dynamic_ncols=True)
+        if self.out is not None:
+            self._log_file = open(self.out / LOG_FILE, "a")  # noqa: SIM115
+        self._started = time.perf_counter() - self.elapsed
+        self._last_checkpoint = time.perf_counter()
+        try:
+            yield
+        finally:
+            for handle in (self._log_file, self._bar):
+                if handle is not None:
+                    handle.close()
+            self._log_file = self._bar = None
+
+    def record(self, evaluation: Evaluation) -> None:
+        """Count the generation and write its line to the log."""
+        self.generation += 1
+        self.cost += float(evaluation.cost)
+        self.elapsed = time.perf_counter() - self._started
+        record = _record(self, evaluation)
+        self.log.append(record)
+        if self._log_file is not None:
+            self._log_file.write(json.dumps(record) + "\n")
+            self._log_file.flush()
+        if self._bar is not None:
+            self._bar.update(float(evaluation.cost))
+            self._bar.set_postfix(best=f"{self.optimizer.best_loss:.4g}")
+
+    def checkpoint_if_due(self) -> None:
+        if self.out is None:
+            return
+        if self.checkpoint_every is not None:
+            due = self.generation % self.checkpoint_every == 0
+        else:
+            due = time.perf_counter() - self._last_checkpoint >= self.checkpoint_seconds
+        if due:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        save_checkpoint(
+            {
+                "generation": self.generation,
+                "cost": self.cost,
+                "elapsed": self.elapsed,
+                "log_lines": len(self.log),
+                "optimizer": self.optimizer.state_dict(),
+                "problem": self.problem.state_dict(),
+            },
+            self.out / CHECKPOINT_FILE,
+        )
+        self._last_checkpoint = time.perf_counter()
+
+    # ------------------------------------------------------------- after the loop
+    def finish(self, plot: bool, seed: int) -> RunResult:
+        """The result: the recommendation's report, and the files of a run directory."""
+        recommendation = self.optimizer.recommend()
+        report = self.problem.report(recommendation) if recommendation is not None else {}
+        result = RunResult(
+            best_loss=self.optimizer.best_loss,
+            recommendation=recommendation,
+            report=report,
+            generations=self.generation,
+            cost=self.cost,
+            wall_time=self.elapsed,
+            out_dir=self.out,
+            log=self.log,
+        )
+        if self.out is not None:
+            self.checkpoint()
+            write_json(
+                {
+                    **self.description,
+                    "best_loss": result.best_loss,
+                    "report": report,
+                    "generations": result.generations,
+                    "cost": result.cost,
+                    "wall_time": result.wall_time,
+                    "versions": versions(),
+                    "machine": machine(),
+                },
+                self.out / RESULT_FILE,
+            )
+            if plot and self.log:
+                from .plots import plot_convergence
+
+                title = f"{self.problem.name} / {self.optimizer.name} (seed {seed})"
+                plot_convergence(self.log, self.out / "convergence.png", title,
+                                 self.problem.budget_unit)
+        return result
+
+
+def _record(session: _Session, evaluation: Evaluation) -> dict[str, Any]:
     losses = evaluation.losses.detach().float().cpu()
     finite = losses[torch.isfinite(losses)]
     record = {
-        "generation": state["generation"],
-        "cost": state["cost"],
-        "best_loss": optimizer.best_loss,
+        "generation": session.generation,
+        "cost": session.cost,
+        "best_loss": session.optimizer.best_loss,
         "loss_median": float(finite.median()) if len(finite) else float("inf"),
         "loss_min": float(losses.min()),
-        "seconds": round(state["elapsed"], 4),
+        "seconds": round(session.elapsed, 4),
     }
     for key, value in evaluation.info.items():
         record[key] = value.item() if hasattr(value, "item") else value
     return record
-
-
-def _checkpoint(out: Path, state: dict, log_lines: int, problem: Problem, opt: Optimizer) -> None:
-    save_checkpoint(
-        {
-            **state,
-            "log_lines": log_lines,
-            "optimizer": opt.state_dict(),
-            "problem": problem.state_dict(),
-        },
-        out / CHECKPOINT_FILE,
-    )
-
-
-def _prepare_out_dir(
-    out: Path, description: dict, resume: bool, problem: Problem, optimizer: Optimizer
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    run_file = out / RUN_FILE
-    if run_file.exists():
-        if not resume:
-            raise EvoregError(
-                f"{out} already holds a run; pass resume=True (--resume) or another directory"
-            )
-        earlier = json.loads(run_file.read_text())
-        changed = [
-            key for key in description
-            if key not in ("budget", "device") and earlier.get(key) != _plain(description[key])
-        ]
-        if changed:
-            raise EvoregError(
-                f"cannot resume {out}: {', '.join(changed)} differ from the run it holds"
-            )
-    out.mkdir(parents=True, exist_ok=True)
-    for abandoned in out.glob(".*.tmp"):  # temporaries of writes that a kill cut short
-        abandoned.unlink()
-    write_json(description, run_file)
-    state = {"generation": 0, "cost": 0.0, "elapsed": 0.0}
-    log: list[dict[str, Any]] = []
-    checkpoint_path = out / CHECKPOINT_FILE
-    if resume and checkpoint_path.exists():
-        checkpoint = load_checkpoint(checkpoint_path)
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        problem.load_state_dict(checkpoint["problem"])
-        state = {key: checkpoint[key] for key in ("generation", "cost", "elapsed")}
-        log = read_log(out)[: checkpoint["log_lines"]]
-    # Lines written after the last checkpoint belong to generations that are run again.
-    with open(out / LOG_FILE, "w") as log_file:
-        log_file.writelines(json.dumps(record) + "\n" for record in log)
-    return state, log
 
 
 def _plain(value: Any) -> Any:
@@ -316,25 +421,3 @@ def read_log(run_dir: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 break  # a line cut by a kill
     return records
-
-
-def _finished(out: Path, optimizer: Optimizer, log: list[dict[str, Any]]) -> RunResult:
-    result = json.loads((out / RESULT_FILE).read_text())
-    return RunResult(
-        best_loss=result["best_loss"],
-        recommendation=optimizer.recommend(),
-        report=result["report"],
-        generations=result["generations"],
-        cost=result["cost"],
-        wall_time=result["wall_time"],
-        out_dir=out,
-        log=log,
-    )
-
-
-def _progress_bar(show: bool, budget: float, unit: str, done: float):
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=budget, initial=done, unit=f" {unit}", dynamic_ncols=True)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .errors import EvoregError
+from .gaussian import noise
 
 
 class Space:
@@ -34,9 +35,8 @@ class Real(Space):
     search around it, for optimizers that need one. ``lower``/``upper`` optionally bound it.
     ``sample_init(n, generator)`` optionally draws ``n`` independent starting points as a
     ``Tensor[n, dim]`` (fresh network initialisations), for population methods that start
-    from a diverse population. ``init_from_seed(seed)`` optionally makes one starting point
-    from an integer seed, deterministically on any machine: seed-compressed optimizers
-    (``atari-ga``) then store a candidate as its init seed plus (seed, sigma) mutations.
+    from a diverse population; it must draw only from ``generator`` (on the CPU), so that
+    ``seeded_initial(seed)`` is the same vector on every machine.
     """
 
     dim: int
@@ -45,7 +45,6 @@ class Real(Space):
     lower: float | None = None
     upper: float | None = None
     sample_init: Callable[[int, torch.Generator], torch.Tensor] | None = None
-    init_from_seed: Callable[[int], torch.Tensor] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.dim, int) or self.dim < 1:
@@ -81,6 +80,16 @@ class Real(Space):
         noise = noise.to(device).mul_(self.sigma)
         noise[0] = 0.0
         return noise.add_(start)
+
+    def seeded_initial(self, seed: int) -> torch.Tensor:
+        """One starting point named by an integer seed, the same on every machine: the draw
+        of ``sample_init(1, generator)`` with a CPU generator seeded with ``seed``, or, for a
+        space without ``sample_init``, ``initial() + sigma * noise(seed)``. Seed-compressed
+        optimizers (``atari-ga``) store a candidate as this seed plus its mutations'."""
+        if self.sample_init is None:
+            return self.initial() + self.sigma * noise(seed, self.dim)
+        generator = torch.Generator().manual_seed(int(seed))
+        return self.initial_population(1, generator)[0]
 
     def validate(self, values: Any, n: int) -> torch.Tensor:
         values = torch.as_tensor(values)

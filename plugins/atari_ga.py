@@ -14,11 +14,11 @@ initialisations.
 Presets: ``thesis`` (kappa 10, mu 40, lambda 2000, max_evals 20) and ``such2017`` (kappa 1,
 mu 10, lambda 5000, max_evals 1); sigma 0.005 for both. Explicit values override the preset.
 
-Every candidate is a seed genome (``evoreg.seeds``): its init seed and one (seed, sigma) pair
-per mutation, so populations, checkpoints and messages to remote workers hold seeds, not
-weights. The initial weights come from the space's ``init_from_seed`` (the ``atari`` problem
-gives the thesis' unit-norm rows); a space without one starts from ``initial()`` plus
-``space.sigma`` * N(0, 1).
+Every candidate is a seed genome (an ``evoreg.LazyPopulation`` genome): its init seed and one
+(seed, sigma) pair per mutation, so populations, checkpoints and messages to remote workers
+hold seeds, not weights. The initial weights are the space's ``seeded_initial(seed)``: its
+``sample_init`` drawn from that seed (the ``atari`` problem gives the thesis' unit-norm rows),
+or ``initial()`` plus ``space.sigma`` * N(0, 1).
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ from typing import Literal
 
 import torch
 
-from evoreg import EvoregError, Optimizer, Real, hookimpl
+from evoreg import LazyPopulation, Optimizer, Population, Real, hookimpl
 from evoreg.config import bounded
-from evoreg.population import Population, noise
-from evoreg.seeds import SeedDecoder, SeedGenome, SeedPopulation
+from evoreg.population import Decoder, LazyGenome
 
 PRESETS: dict[str, dict[str, int]] = {
     "thesis": {"elites": 10, "parents": 40, "popsize": 2000, "max_evals": 20},
@@ -69,21 +68,17 @@ class AtariGA(Optimizer):
     citation = "Such et al. (2017), arXiv:1712.06567; Prellberg (2020), thesis ch. 6"
     spaces = (Real,)
     transient = ("decoder",)
+    generational = True
+    state_version = 2  # initial weights from the space's sample_init (seeded_initial)
 
     def setup(self) -> None:
         # Parents, best first: {"genome", "id", "losses"}; fitness is the mean loss.
         self.agents: list[dict] = []
         self.asked: list[dict] | None = None  # what the latest ask() handed out, in order
-        self.decoder = SeedDecoder(
-            self.space.dim, self._init_function(), self.device,
+        self.decoder = Decoder(
+            self.space.dim, space=self.space, device=self.device,
             cache_size=max(64, self.config.parents + 8),
         )
-
-    def _init_function(self):
-        if self.space.init_from_seed is not None:
-            return self.space.init_from_seed
-        start, scale, dim = self.space.initial(), self.space.sigma, self.space.dim
-        return lambda seed: start + scale * noise(seed, dim)
 
     def _new_seeds(self, n: int) -> list[int]:
         return [int(s) for s in self.rng.integers(0, SEED_BOUND, size=n)]
@@ -108,14 +103,12 @@ class AtariGA(Optimizer):
                 entry["id"] = int(self.new_ids(1)[0])
             ids.append(entry["id"])
         self.asked = entries
-        return SeedPopulation(
+        return LazyPopulation(
             [e["genome"] for e in entries], self.decoder, torch.tensor(ids, dtype=torch.int64)
         )
 
     def _tell(self, pop: Population, losses: torch.Tensor) -> None:
         c = self.config
-        if self.asked is None or [e["id"] for e in self.asked] != pop.ids.tolist():
-            raise EvoregError(f"{self.name} is generational: tell() the latest ask()'s population")
         elite_ids = {e["id"] for e in self.agents[: c.elites]}
         children = []
         for entry, loss in zip(self.asked, losses.tolist()):
@@ -127,15 +120,20 @@ class AtariGA(Optimizer):
         children.sort(key=_fitness)
         self.agents = sorted(elites + children[: c.parents - len(elites)], key=_fitness)
 
-    def _track_best(self, pop: Population, losses: torch.Tensor) -> None:
+    def accept_state_version(self, version: int) -> str | None:
+        if version == 1 and self.space.sample_init is None:
+            return None  # initial() + sigma * noise(seed) then and now
+        if version == 1:
+            return ("version 1 made an agent's initial weights without the space's "
+                    "sample_init; version 2 draws them from it, so the run's agents would change")
+        return super().accept_state_version(version)
+
+    def keep_candidate(self, pop: Population, index: int) -> LazyGenome:
         # The best single episode is kept as a genome (a few pairs), never as weights, so a
         # checkpoint of a 1.7M-weight agent stays kilobytes.
-        i = int(torch.argmin(losses))
-        if float(losses[i]) < self.best_loss:
-            self.best_loss = float(losses[i])
-            self.best_x = pop.genomes[i]
+        return pop.genomes[index]
 
-    def best_genome(self) -> SeedGenome | None:
+    def best_genome(self) -> LazyGenome | None:
         """The genome ``recommend()`` decodes: the parent with the best mean loss."""
         return self.agents[0]["genome"] if self.agents else None
 

@@ -22,9 +22,8 @@ from typing import Literal
 
 import torch
 
-from evoreg import EvoregError, Optimizer, Population, Real, hookimpl
+from evoreg import Optimizer, Population, Real, hookimpl
 from evoreg.config import bounded
-from evoreg.noise_table import NoiseTable, table_size_for
 
 
 @dataclass
@@ -42,53 +41,38 @@ class GOEA(Optimizer):
     Config = Config
     citation = "Kucharavy, Guerraoui & Dolamic (2023), ALIFE 2023"
     spaces = (Real,)
-    transient = ("table",)
+    generational = True
 
     def setup(self) -> None:
         self.parent = self.space.initial().to(self.device)
         self.parent_id = self.new_ids(1)
         self.parent_loss: float | None = None  # unknown until the parent is evaluated
-        self.asked_ids: torch.Tensor | None = None  # the latest ask's ids, to check tell()
-        size = table_size_for(self.space.dim)
-        self.table = NoiseTable(size, device=self.device) if self.config.noise_table else None
 
     def _ask(self, n: int) -> Population:
         c = self.config
         if self.parent_loss is None and not c.reevaluate_parent:
-            values, ids = self.parent.unsqueeze(0).clone(), self.parent_id
-        else:
-            if self.table is not None:  # marginally N(0, sigma^2) per weight, like fresh normals
-                offsets = self.table.offsets(n, self.space.dim, self.generator)
-                children = self.table.perturb(self.parent, c.sigma, offsets)
-            else:
-                noise = torch.randn(n, self.space.dim, generator=self.generator, device=self.device)
-                children = noise.mul_(c.sigma).add_(self.parent)
-            values, ids = children, self.new_ids(n)
-            if c.reevaluate_parent:
-                values = torch.cat([self.parent.unsqueeze(0), children])
-                ids = torch.cat([self.parent_id, ids])
-        self.asked_ids = ids
-        return Population(values, ids)
+            return Population(self.parent.unsqueeze(0).clone(), self.parent_id)
+        # marginally N(0, sigma^2) per weight, from the noise table or fresh
+        children = self.perturb(self.parent, c.sigma, n, self.new_ids(n))
+        if not c.reevaluate_parent:
+            return children
+        values = torch.cat([self.parent.unsqueeze(0), children.rows(0, n)])
+        return Population(values, torch.cat([self.parent_id, children.ids]))
 
     def _tell(self, pop: Population, losses: torch.Tensor) -> None:
-        if self.asked_ids is None or not torch.equal(pop.ids, self.asked_ids):
-            raise EvoregError(f"{self.name} is generational: tell() the latest ask()'s population")
-        self.asked_ids = None
-        values, ids = pop.values, pop.ids
+        first = 0
         if pop.ids[0] == self.parent_id[0]:  # the parent itself is in the population
             self.parent_loss = float(losses[0])
-            values, ids, losses = values[1:], ids[1:], losses[1:]
-        if len(losses) == 0:
+            first = 1
+        children = losses[first:]
+        if len(children) == 0:
             return
-        better = torch.nonzero(losses < self.parent_loss).flatten()
+        better = torch.nonzero(children < self.parent_loss).flatten()
         if len(better) == 0:
             return
-        if self.config.accept == "first":
-            i = int(better[0])
-        else:
-            i = int(torch.argmin(losses))
-        self.parent = values[i].clone()
-        self.parent_id = ids[i : i + 1].clone()
+        i = first + (int(better[0]) if self.config.accept == "first" else int(children.argmin()))
+        self.parent = pop.rows(i, i + 1)[0].clone()
+        self.parent_id = pop.ids[i : i + 1].clone()
         self.parent_loss = float(losses[i])
 
     def _recommend(self) -> torch.Tensor:

@@ -31,7 +31,6 @@ import torch
 
 from evoreg import EvoregError, Optimizer, Population, Real, hookimpl
 from evoreg.config import bounded
-from evoreg.noise_table import NoiseTable, table_size_for
 
 CHUNK_VALUES = 2**20  # values per row chunk of the offspring loop (4 MiB scratch buffers)
 
@@ -83,7 +82,7 @@ class LEEA(Optimizer):
     Config = Config
     citation = "Prellberg (2020), Evolving Deep Neural Networks, PhD thesis, Oldenburg, ch. 5"
     spaces = (Real,)
-    transient = ("table",)
+    generational = True
 
     def setup(self) -> None:
         c = self.config
@@ -94,8 +93,6 @@ class LEEA(Optimizer):
         self.losses: torch.Tensor | None = None  # unknown until the first generation is told
         self.sigmas = torch.full((c.popsize,), c.sigma, device=self.device)
         self.children: dict | None = None  # what the latest ask() handed out, for tell()
-        dim = self.space.dim
-        self.table = NoiseTable(table_size_for(dim), device=self.device) if c.noise_table else None
 
     def _ask(self, n: int) -> Population:
         c, elites = self.config, self.counts[0]
@@ -171,17 +168,8 @@ class LEEA(Optimizer):
             out[start:end].addcmul_(self.normals(noise[: end - start]), sigmas[start:end, None])
         return out
 
-    def normals(self, out: torch.Tensor) -> torch.Tensor:
-        """Fill ``out`` with N(0, 1) rows: windows of the noise table, or fresh draws."""
-        n, dim = out.shape
-        if self.table is None:
-            return torch.randn(n, dim, generator=self.generator, device=self.device, out=out)
-        return self.table.windows(self.table.offsets(n, dim, self.generator), dim, out=out)
-
     def _tell(self, pop: Population, losses: torch.Tensor) -> None:
         children = self.children
-        if children is None or not torch.equal(pop.ids, children["ids"]):
-            raise EvoregError(f"{self.name} is generational: tell() the latest ask()'s population")
         alpha = self.config.measured_weight
         if children["inherited"] is not None and alpha < 1:  # fitness inheritance
             losses = (1 - alpha) * children["inherited"] + alpha * losses

@@ -11,6 +11,7 @@ keeps nevergrad's API (``ask``/``tell``/``minimize``) over an evoreg optimizer.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -69,7 +70,10 @@ class NevergradOptimizer(Optimizer):
     parametrization before ``registry[ng_name](param, budget=budget, num_workers=popsize)`` is
     built, asked and told one candidate at a time in the same order (the losses as the float32
     values evoreg keeps; seeds are taken modulo 2**32, RandomState's range).
-    Many nevergrad optimizers (NGOpt on ``Real`` included) need ``budget``.
+    Many nevergrad optimizers (NGOpt on ``Real`` included) need ``budget``: when it is not
+    set, ``plan`` (called by the runner before the first ask) sets it to the run's budget if
+    the problem counts evaluations; a budget in other units (Atari frames) would mislead
+    NGOpt's choice, so there it stays unset unless given.
 
     ``state_dict`` pickles the nevergrad optimizer with its pending candidates. Those that
     nevergrad runs in a thread ("recast": scipy's, direct search, ...) pickle only after
@@ -85,15 +89,29 @@ class NevergradOptimizer(Optimizer):
 
     def setup(self) -> None:
         param = parametrization(self.space, self.seed)
+        # Built without a budget, NGOpt and others fail; ``plan`` may still bring one, so
+        # that failure is reported by the first ask, not here.
+        self.unbuilt: str | None = None
+        self.nevergrad: Any = None
         try:
             self.nevergrad = ng.optimizers.registry[self.ng_name](
                 param, budget=self.config.budget, num_workers=self.config.popsize
             )
             self.nevergrad.enable_pickling()  # state_dict pickles it
         except Exception as error:
-            raise self._explain(error) from error
+            if self.config.budget is not None or not isinstance(error, (AssertionError,
+                                                                          ValueError)):
+                raise self._explain(error) from error
+            self.unbuilt = str(self._explain(error))
         # Candidates asked and not yet told, by evoreg id: nevergrad needs them back in tell.
         self.asked: dict[int, ng.p.Parameter] = {}
+
+    def plan(self, budget: float, unit: str) -> None:
+        if unit != "evaluations" or self.config.budget is not None or self._next_serial > 0:
+            return
+        # As if built with that budget: nevergrad sizes itself at construction.
+        self.config = dataclasses.replace(self.config, budget=int(budget))
+        self.setup()
 
     def _explain(self, error: Exception) -> Exception:
         """nevergrad's errors for the two common causes, as evoreg errors that say what to do."""
@@ -115,6 +133,8 @@ class NevergradOptimizer(Optimizer):
         return torch.tensor(rows, dtype=torch.int64, device=self.device)
 
     def _ask(self, n: int) -> Population:
+        if self.unbuilt is not None:
+            raise EvoregError(self.unbuilt)
         try:
             candidates = [self.nevergrad.ask() for _ in range(n)]
         except Exception as error:
@@ -188,7 +208,7 @@ class _EvoregInNevergrad(ng_base.Optimizer):
         self.evoreg = evoreg.make_optimizer(
             evoreg_name, Real(self.dimension), seed=seed, **(evoreg_config or {})
         )
-        self.popsize = self.evoreg.default_popsize or num_workers
+        self.popsize = getattr(self.evoreg.config, "popsize", None) or num_workers
         self.batch: Population | None = None  # the population whose rows are being handed out
         self.handed = 0  # rows of it handed out
         self.open: dict[int, tuple[Population, list[float | None]]] = {}  # by serial

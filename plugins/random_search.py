@@ -3,8 +3,9 @@
 Each candidate is drawn independently of the losses: around the space's ``init`` with the
 space's ``sigma`` for ``Real``, uniformly per slot for ``Categorical``, by ``space.sample``
 for ``Genome``. For ``Real`` spaces the Gaussian perturbations are, by default, windows of a
-shared noise table (Salimans et al. 2017), which makes asking for 1000 candidates of 92k
-weights about five times cheaper than drawing fresh normals; ``noise_table=False`` draws them.
+shared noise table (Salimans et al. 2017): a population is then lazy, one window offset per
+candidate, written out only where an evaluator reads it; ``noise_table=False`` draws fresh
+normals instead.
 Brooks, "A discussion of random methods for seeking maxima" (Operations Research, 1958).
 """
 
@@ -16,7 +17,6 @@ import torch
 
 from evoreg import Categorical, Genome, Optimizer, Population, Real, hookimpl
 from evoreg.config import bounded
-from evoreg.noise_table import NoiseTable, table_size_for
 
 
 @dataclass
@@ -31,22 +31,15 @@ class RandomSearch(Optimizer):
     Config = Config
     citation = "Brooks (1958), Operations Research 6(2)"
     spaces = (Real, Categorical, Genome)
-    transient = ("table",)
 
     def setup(self) -> None:
         if isinstance(self.space, Real):
             self.center = self.space.initial().to(self.device)
-            size = table_size_for(self.space.dim)
-            self.table = NoiseTable(size, device=self.device)
 
     def _ask(self, n: int) -> Population | torch.Tensor | list:
         space = self.space
         if isinstance(space, Real):
-            if self.config.noise_table:
-                offsets = self.table.offsets(n, space.dim, self.generator)
-                return self.table.perturb(self.center, space.sigma, offsets)
-            noise = torch.randn(n, space.dim, generator=self.generator, device=self.device)
-            return noise.mul_(space.sigma).add_(self.center)
+            return self.perturb(self.center, space.sigma, n)
         if isinstance(space, Categorical):
             uniform = torch.rand(n, space.dim, generator=self.generator, device=self.device)
             sizes = torch.tensor(space.sizes, device=self.device)

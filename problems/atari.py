@@ -14,7 +14,8 @@ agent steps of 4 frames drawn from the episode seed.
 The policy is the Nature-DQN network (32 8x8/4, 64 4x4/2, 64 3x3/1, dense 512, ReLU, no
 padding; input obs / 255); the action is the argmax of its outputs. Initialisation as the
 thesis code: every weight N(0, 1), then each output unit's row scaled to unit L2 norm, biases
-0; ``init_from_seed(seed)`` gives it deterministically from an integer seed (for seed genomes).
+0; the space's ``sample_init`` draws agents one after the other from its generator, so
+``space.seeded_initial(seed)`` is the same agent on every machine (for seed genomes).
 
 One ``evaluate`` is one generation: ONE episode seed (``draw()``) shared by every candidate,
 one episode each. The loss is minus the episode score; the cost is emulator frames (4 per
@@ -215,16 +216,19 @@ class Atari(Problem):
         self.dim = parameter_count(self.template)
         self.space = Real(
             dim=self.dim,
-            init=lambda: self.init_from_seed(0),
+            init=lambda: self.space.seeded_initial(0),
             sigma=0.005,
-            init_from_seed=self.init_from_seed,
+            sample_init=self.sample_agents,
         )
 
-    def init_from_seed(self, seed: int) -> torch.Tensor:
-        """The thesis' initial weights drawn from ``seed``: the same ``Tensor[d]`` on every
-        machine (a CPU generator, whatever the problem's device)."""
-        generator = torch.Generator(device="cpu").manual_seed(int(seed))
-        return flatten_parameters(unit_row_init_(nature_dqn(self.num_actions), generator))
+    def sample_agents(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` agents with the thesis' initial weights, drawn one after the other from
+        ``generator`` (a CPU generator, whatever the problem's device): the first of them is
+        the same ``Tensor[d]`` on every machine for a generator seeded alike."""
+        return torch.stack([
+            flatten_parameters(unit_row_init_(nature_dqn(self.num_actions), generator))
+            for _ in range(n)
+        ])
 
     # ----------------------------------------------------------------- environments
     def _make_env(self, n: int):

@@ -25,7 +25,6 @@ class Sphere(Problem):
     """sum((x - optimum)^2), optionally noisy; minimum 0."""
 
     Config = Config
-    chunk_size = 4096
     provides_gradients = True
 
     def setup(self) -> None:
@@ -34,9 +33,8 @@ class Sphere(Problem):
     def function(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.config.optimum).pow(2).sum(dim=-1)
 
-    def evaluate(self, pop: Population, gradients: bool = False) -> Evaluation:
-        losses = torch.cat([self.function(rows.float()).cpu() for _, rows in
-                            pop.chunks(self.chunk_size)])
+    def evaluate(self, pop: Population, *, gradients: bool = False) -> Evaluation:
+        losses = torch.cat([self.function(rows.float()).cpu() for _, rows in pop.chunks()])
         if self.config.noise > 0:
             losses += self.config.noise * torch.randn(len(losses), generator=self.generator)
         grads = self.gradients(pop.rows(0, len(pop)).float()) if gradients else None

@@ -33,7 +33,7 @@ def problem():
 
 @pytest.fixture(scope="module")
 def population(problem):
-    return Population(torch.stack([problem.init_from_seed(s) for s in range(6)]))
+    return Population(torch.stack([problem.space.seeded_initial(s) for s in range(6)]))
 
 
 class RecordingPopulation(Population):
@@ -65,10 +65,10 @@ def test_nature_dqn_parameter_count_for_pong():
 
 
 def test_init_rows_have_unit_norm_and_biases_are_zero(problem):
-    x = problem.init_from_seed(7)
-    assert torch.equal(x, problem.init_from_seed(7))
-    assert not torch.equal(x, problem.init_from_seed(8))
-    assert torch.equal(problem.space.initial(), problem.init_from_seed(0))
+    x = problem.space.seeded_initial(7)
+    assert torch.equal(x, problem.space.seeded_initial(7))
+    assert not torch.equal(x, problem.space.seeded_initial(8))
+    assert torch.equal(problem.space.initial(), problem.space.seeded_initial(0))
     params = evoreg.evaluate.unflatten_parameters(problem.template, x)
     for name, p in params.items():
         if name.endswith("bias"):
@@ -144,7 +144,7 @@ def test_draw_advances_the_state_and_evaluate_drawn_does_not(problem, population
 
 
 def test_cost_is_four_frames_per_agent_step_and_rows_come_in_slot_sized_chunks(problem):
-    pop = RecordingPopulation(torch.stack([problem.init_from_seed(s) for s in range(5)]))
+    pop = RecordingPopulation(torch.stack([problem.space.seeded_initial(s) for s in range(5)]))
     evaluation = problem.evaluate(pop)
     info = evaluation.info
     assert info["agent_steps"] == 5 * STEPS  # every episode truncated at max_steps
@@ -156,7 +156,7 @@ def test_cost_is_four_frames_per_agent_step_and_rows_come_in_slot_sized_chunks(p
 
 def test_lazy_population(problem, population):
     parents = population.values[:2]
-    lazy = LazyPopulation(parents, torch.tensor([0, 1, 1]), torch.tensor([5, 6, 7]),
+    lazy = LazyPopulation.around(parents, torch.tensor([0, 1, 1]), torch.tensor([5, 6, 7]),
                           torch.tensor([0.0, 0.0, 0.005]))
     draw = problem.draw()
     losses = problem.evaluate_drawn(lazy, draw).losses

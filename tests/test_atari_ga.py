@@ -10,14 +10,14 @@ import pytest
 import torch
 
 import evoreg
-from evoreg import EvoregError, Real
+from evoreg import EvoregError, LazyPopulation, Real, noise
 from evoreg.checkpoint import load_checkpoint
-from evoreg.population import noise
-from evoreg.seeds import SeedDecoder, SeedPopulation
+from evoreg.population import Decoder
 
 
 def _space(dim: int = 6) -> Real:
-    return Real(dim, init_from_seed=lambda seed: noise(seed + 12345, dim))
+    """Fresh initialisations around 7 (so a draw is told apart from the noise of a seed)."""
+    return Real(dim, sample_init=lambda n, generator: 7 + torch.randn(n, dim, generator=generator))
 
 
 def _ga(space=None, **config):
@@ -60,12 +60,14 @@ def _run_generation(opt, losses_of):
 def test_first_generation_is_popsize_fresh_initialisations():
     opt = _ga(popsize=12, parents=4, elites=1, max_evals=3)
     pop = opt.ask()
-    assert isinstance(pop, SeedPopulation) and len(pop) == 12
+    assert isinstance(pop, LazyPopulation) and len(pop) == 12
     assert all(len(g) == 1 for g in pop.genomes)
     assert len({g[0][0] for g in pop.genomes}) == 12
     space = opt.space
     for genome, row in zip(pop.genomes, pop.values):
-        assert torch.equal(row, space.init_from_seed(genome[0][0]))
+        generator = torch.Generator().manual_seed(genome[0][0])
+        assert torch.equal(row, space.sample_init(1, generator)[0])
+        assert torch.equal(row, space.seeded_initial(genome[0][0]))
 
 
 def test_children_are_a_parent_plus_sigma_noise_and_elites_are_reevaluated():
@@ -81,7 +83,7 @@ def test_children_are_a_parent_plus_sigma_noise_and_elites_are_reevaluated():
     children, elites = second.genomes[:10], second.genomes[10:]
     assert elites == parents[:2]  # kappa elites come back unchanged, with their ids
     assert second.ids[10:].tolist() == [a["id"] for a in opt.agents[:2]]
-    decoder = SeedDecoder(6, opt.space.init_from_seed)
+    decoder = Decoder(6, space=opt.space)
     for child, row in zip(children, second.rows(0, 10)):
         assert child[:-1] in parents and child[-1][1] == 0.1
         expected = decoder.decode(child[:-1]) + 0.1 * noise(child[-1][0], 6)

@@ -8,6 +8,7 @@ import torch
 
 import evoreg
 from evoreg import Categorical, EvoregError, LazyPopulation, Population, Real
+from evoreg.population import Decoder
 
 
 def test_real_space_initial_and_validation():
@@ -33,7 +34,7 @@ def test_categorical_space_rejects_out_of_range_and_floats():
 
 def test_lazy_population_is_deterministic_and_chunkable():
     parents = torch.randn(3, 50)
-    pop = LazyPopulation(
+    pop = LazyPopulation.around(
         parents,
         parent_index=torch.tensor([0, 1, 2, 0, 1]),
         seeds=torch.tensor([11, 12, 13, 14, 15]),
@@ -137,7 +138,7 @@ def test_devices():
 
 
 def test_noise_table_windows():
-    from evoreg.noise_table import NoiseTable, table_size_for
+    from evoreg.gaussian import NoiseTable, table_size_for
 
     table = NoiseTable(table_size_for(7))
     offsets = table.offsets(6, 7, torch.Generator().manual_seed(0))
@@ -204,3 +205,101 @@ def test_evoreg_info_shows_each_range():
     text = describe(evoreg.get_registry().get("optimizer", "leea"))
     line = next(row for row in text.splitlines() if row.strip().startswith("truncation"))
     assert "in (0, 1]" in line and "rho" in line
+
+
+# ----------------------------------------------------------------- lazy populations
+def test_random_search_populations_are_lazy_and_read_into_the_reader_s_buffer():
+    opt = _random_search(Real(1000, sigma=0.5), popsize=10)
+    pop = opt.ask()
+    assert isinstance(pop, LazyPopulation) and len(pop.genomes) == 10
+    whole = pop.rows(0, 10)  # a fresh tensor: nobody else writes into it
+    buffer = torch.full((4, 1000), float("nan"))
+    chunks = []
+    for _start, rows in pop.chunks(4, out=buffer):
+        assert rows.data_ptr() == buffer.data_ptr()  # written where the reader asked
+        chunks.append(rows.clone())
+    assert torch.equal(torch.cat(chunks), whole)
+    assert torch.equal(pop.values, whole) and pop.values is pop.values  # written once, kept
+    table = opt.shared_table
+    offset, sigma = pop.genomes[3][1]
+    assert sigma == 0.5
+    assert torch.equal(whole[3], torch.addcmul(torch.zeros(1000), table.window(offset, 1000),
+                                               torch.tensor(0.5)))
+
+
+def test_decoding_does_not_depend_on_the_chunk_or_the_neighbours():
+    table = evoreg.NoiseTable(2**20, seed=4)
+    bases = torch.randn(3, 50)
+    decoder = Decoder(50, bases=bases, table=table)
+    one_term = [((i % 3, 0.0), (17 * i, 0.1 * (i + 1))) for i in range(7)]
+    mixed = [*one_term, ((1, 0.0), (5, 0.2), (9, 0.3))]  # a longer genome: the row-by-row path
+    fast = decoder.decode_into(one_term, torch.empty(7, 50))
+    slow = decoder.decode_into(mixed, torch.empty(8, 50))
+    assert torch.equal(fast, slow[:7])
+    alone = torch.stack([decoder.decode(g) for g in one_term])
+    assert torch.equal(alone, fast)
+
+
+def test_payloads_ship_the_cheapest_form_and_rebuild_the_same_rows():
+    space = Real(40, sample_init=lambda n, g: torch.randn(n, 40, generator=g))
+    seeded = LazyPopulation([((s, 0.0), (s + 1, 0.01)) for s in range(6)],
+                            Decoder(40, space=space))
+    payload = seeded.to_payload(2, 5)
+    assert set(payload) == {"genomes", "table"} and len(payload["genomes"]) == 3
+    rebuilt = Population.from_payload(payload, space)
+    assert torch.equal(rebuilt.rows(0, 3), seeded.rows(2, 5))
+
+    parents = torch.randn(2, 40)
+    children = LazyPopulation.around(parents, [0, 1, 1, 0, 1], [1, 2, 3, 4, 5], [0.1] * 5)
+    payload = children.to_payload(0, 5)
+    assert payload["bases"].shape == (2, 40)  # two parents instead of five rows
+    assert torch.equal(Population.from_payload(payload, space).rows(0, 5), children.values)
+    assert set(children.to_payload(2, 4)) == {"rows"}  # two rows, two parents: the rows
+    dense = Population(torch.randn(3, 40))
+    assert torch.equal(Population.from_payload(dense.to_payload(0, 3), space).values, dense.values)
+
+
+def test_seeded_initial_is_sample_init_from_the_seed_else_initial_plus_sigma_noise():
+    plain = Real(8, init=torch.ones(8), sigma=0.5)
+    assert torch.equal(plain.seeded_initial(3), torch.ones(8) + 0.5 * evoreg.noise(3, 8))
+    drawn = Real(8, sample_init=lambda n, g: torch.rand(n, 8, generator=g))
+    assert torch.equal(drawn.seeded_initial(3), torch.rand(1, 8, generator=torch.Generator()
+                                                           .manual_seed(3))[0])
+
+
+# ----------------------------------------------------------------- tell(pop, evaluation)
+def test_tell_takes_a_whole_evaluation_with_updated_candidates():
+    opt = _random_search(Real(3), popsize=2)
+    pop = opt.ask()
+    trained = torch.tensor([[9.0, 9.0, 9.0], [4.0, 4.0, 4.0]])
+    opt.tell(pop, evoreg.Evaluation(torch.tensor([2.0, 1.0]), cost=2.0, candidates=trained))
+    assert torch.equal(opt.recommend(), trained[1])  # the candidate as the problem left it
+    assert pop.evaluation.cost == 2.0 and torch.equal(pop.evaluation.candidates, trained)
+    bad = opt.ask()
+    with pytest.raises(EvoregError, match="the evaluation's candidates: .*shape"):
+        opt.tell(bad, evoreg.Evaluation(torch.zeros(2), cost=2.0, candidates=torch.zeros(2, 5)))
+    with pytest.raises(EvoregError, match="inside the Evaluation"):
+        opt.tell(bad, evoreg.Evaluation(torch.zeros(2), cost=2.0), gradients=torch.zeros(2, 3))
+
+
+def test_a_generational_optimizer_refuses_an_older_population():
+    opt = evoreg.make_optimizer("goea", Real(3), popsize=2)
+    opt.tell(opt.ask(), torch.zeros(1))  # the parent alone, first
+    older, newer = opt.ask(), opt.ask()
+    with pytest.raises(EvoregError, match="goea is generational: tell\\(\\) the latest"):
+        opt.tell(older, torch.zeros(2))
+    opt.tell(newer, torch.zeros(2))
+
+
+def test_a_state_of_another_version_is_refused_in_one_line():
+    opt = evoreg.make_optimizer("atari-ga", Real(4, sample_init=lambda n, g: torch.zeros(n, 4)),
+                                popsize=4, parents=2, elites=1)
+    state = opt.state_dict()
+    state["state_version"] = 1
+    with pytest.raises(EvoregError, match="holds version 1 of atari-ga's state .* writes "
+                                          "version 2 .*sample_init.* without --resume"):
+        opt.load_state_dict(state)
+    plain = evoreg.make_optimizer("atari-ga", Real(4), popsize=4, parents=2, elites=1)
+    old = plain.state_dict()
+    del old["state_version"]  # written before versions: version 1, decoded as before here
+    plain.load_state_dict(old)

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import evoreg
-from evoreg import Evaluation, EvoregError, Population, Problem, Real
-from evoreg.seeds import SeedDecoder, SeedPopulation
+from evoreg import Evaluation, EvoregError, LazyPopulation, Population, Problem, Real
+from evoreg.population import Decoder
 
 ray = pytest.importorskip(
     "ray", reason="the 'ray' extra is not installed (pip install 'evoreg[ray]')"
@@ -45,10 +45,10 @@ class Toy(Problem):
     def setup(self) -> None:
         # The initial point depends on the problem's seed, as a network's weights would.
         start = torch.randn(self.config.dim, generator=torch.Generator().manual_seed(self.seed))
-        self.space = Real(self.config.dim, init=start, init_from_seed=self._init)
+        self.space = Real(self.config.dim, init=start, sample_init=self._inits)
 
-    def _init(self, seed: int) -> torch.Tensor:
-        return torch.randn(self.config.dim, generator=torch.Generator().manual_seed(seed))
+    def _inits(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(n, self.config.dim, generator=generator)
 
     def draw(self) -> dict:
         return {"shift": self.rng.normal(0.0, self.config.noise, self.config.dim)}
@@ -78,15 +78,15 @@ def local_ray():
         ray.shutdown()
 
 
-def _seed_population(problem: Problem, rng: np.random.Generator, n: int) -> SeedPopulation:
+def _seed_population(problem: Problem, rng: np.random.Generator, n: int) -> LazyPopulation:
     space = problem.space
-    decoder = SeedDecoder(space.dim, space.init_from_seed, problem.device)
+    decoder = Decoder(space.dim, space=space, device=problem.device)
     parents = [((int(s), 0.0),) for s in rng.integers(0, 2**31, 2)]
     genomes = [
         parents[i % 2] + tuple((int(s), 0.1) for s in rng.integers(0, 2**31, 1 + i % 3))
         for i in range(n)
     ]
-    return SeedPopulation(genomes, decoder)
+    return LazyPopulation(genomes, decoder)
 
 
 def _assert_same(ray_eval: Evaluation, local: Evaluation) -> None:
@@ -243,7 +243,7 @@ def test_atari_seed_genomes_score_the_same_on_ray() -> None:
         rng = np.random.default_rng(1)
         genomes = [((int(s), 0.0), (int(s) + 1, 0.005)) for s in rng.integers(0, 2**31, 4)]
         space = local.space
-        pop = SeedPopulation(genomes, SeedDecoder(space.dim, space.init_from_seed, local.device))
+        pop = LazyPopulation(genomes, Decoder(space.dim, space=space, device=local.device))
         with RayEvaluator("atari", config, seed=5, num_workers=2) as evaluator:
             ray_eval = evaluator.evaluate(pop)
         local_eval = local.evaluate(pop)

@@ -85,6 +85,20 @@ def test_evoreg_run_with_the_installed_plugin_improves_sphere(
     assert result["best_loss"] < 0.1 * 10  # sphere (dim 10) starts at loss 10
 
 
+def test_the_package_s_own_tests_run_evoreg_s_conformance_checks(
+    installed: dict[str, str], tmp_path: Path
+) -> None:
+    # As its author would run them: pytest on the package's tests/, the package installed.
+    env = dict(installed, EVOREG_PLUGINS="one_fifth_es")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
+         str(tmp_path), str(EXAMPLE / "tests")],
+        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "5 passed" in done.stdout  # one test per check
+
+
 # ----------------------------------------------------------------- in-process
 @pytest.fixture(scope="module")
 def plugin() -> Iterator[ModuleType]:

@@ -46,7 +46,7 @@ def test_best_loss_is_the_minimum_of_the_finite_losses_told(generations):
 def test_lazy_rows_do_not_depend_on_chunking(dim, chunk, seeds):
     n = len(seeds)
     parents = torch.arange(2 * dim, dtype=torch.float32).reshape(2, dim)
-    pop = LazyPopulation(
+    pop = LazyPopulation.around(
         parents,
         parent_index=torch.tensor([i % 2 for i in range(n)]),
         seeds=torch.tensor(seeds),

@@ -122,3 +122,44 @@ def test_kill_9_during_checkpoint_writes_never_corrupts_it(tmp_path):
         assert torch.equal(state["weights"], torch.full((4_000_000,), float(state["step"])))
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "checkpoint.pt"]
     assert all(name.endswith(".tmp") for name in leftovers)  # only abandoned temporaries
+
+
+class _TrainsHalfway(evoreg.Problem):
+    """A Lamarckian toy: scoring 'trains' each candidate halfway to the optimum (1, ..., 1)
+    and returns the trained candidates with their losses."""
+
+    def setup(self) -> None:
+        self.space = evoreg.Real(4)
+
+    def evaluate(self, pop, *, gradients: bool = False) -> evoreg.Evaluation:
+        trained = (pop.rows(0, len(pop)) + 1.0) / 2
+        losses = (trained - 1.0).pow(2).sum(dim=1)
+        return evoreg.Evaluation(losses, cost=float(len(pop)), candidates=trained)
+
+
+class _Memetic(evoreg.Optimizer):
+    """Asks for its parent again and again; the parent is the best trained candidate
+    (Lamarckian write-back)."""
+
+    spaces = (evoreg.Real,)
+    generational = True
+
+    def setup(self) -> None:
+        self.parent = self.space.initial()
+
+    def _ask(self, n):
+        return self.parent.expand(n, -1).clone()
+
+    def _tell(self, pop, losses):
+        self.parent = pop.evaluation.candidates[int(losses.argmin())].clone()
+
+
+def test_the_whole_evaluation_reaches_tell_so_trained_weights_are_written_back():
+    problem = _TrainsHalfway(seed=0)
+    result = evoreg.run(problem, _Memetic(problem.space), budget=30, progress=False)
+    # each generation halves the distance to the optimum: 2^-30 of it after 30
+    assert result.best_loss < 1e-12
+    kept = evoreg.run(_TrainsHalfway(seed=0), "random-search", budget=30, progress=False)
+    # best_x is the trained candidate, whose loss is the best loss
+    assert float((kept.recommendation - 1).pow(2).sum()) == pytest.approx(kept.best_loss)
+    assert kept.best_loss > 1e-3  # no write-back: no compounding

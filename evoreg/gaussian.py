@@ -1,4 +1,11 @@
-"""A shared table of Gaussian noise: a candidate's noise is a window at a random offset.
+"""Gaussian noise that a key names: a seed (``noise``) or a window of a shared table.
+
+``noise(seed, dim)`` draws N(0, I) from a generator seeded with ``seed``: the same values on
+every machine of a device type, so a candidate can be stored as the seeds of its mutations
+(Such et al. 2017).
+
+A ``NoiseTable`` is a shared table of Gaussian noise: a candidate's noise is a window at a
+random offset.
 
 Salimans et al., "Evolution Strategies as a Scalable Alternative to Reinforcement Learning"
 (2017) and Such et al., "Deep Neuroevolution" (2017) both draw perturbations of large
@@ -26,6 +33,12 @@ def table_size_for(dim: int, size: int | None = None) -> int:
             raise ValueError(f"a noise table of {size} values cannot hold windows of {dim}")
         return size
     return max(MIN_SIZE, min(DEFAULT_SIZE, 256 * dim), 4 * dim)
+
+
+def noise(seed: int, dim: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The N(0, 1) vector that ``seed`` names: the same values on every call and device type."""
+    generator = torch.Generator(device=device).manual_seed(int(seed))
+    return torch.randn(dim, generator=generator, device=device)
 
 
 @functools.lru_cache(maxsize=4)
