@@ -1,4 +1,4 @@
-"""Population evaluation throughput: every strategy of ``PopulationEvaluator`` against matmul.
+"""Population evaluation throughput: every strategy of ``PopulationForward`` against matmul.
 
 Two workloads of the papers evoreg reproduces, timed in ONE run with interleaved repeats:
 
@@ -53,7 +53,7 @@ from common import (  # noqa: E402
 )
 
 from evoreg.devices import resolve_device  # noqa: E402
-from evoreg.evaluate import PopulationEvaluator, glorot_uniform_population  # noqa: E402
+from evoreg.nets import PopulationForward, glorot_uniform_population  # noqa: E402
 from evoreg.problems.models import build_model, model_spec  # noqa: E402
 
 NAME = "eval_throughput"
@@ -137,7 +137,7 @@ class Workload:
         self.targets = torch.randint(0, 10, (batch,), generator=generator).to(device)
         model = model.to(device).eval()
         self.evaluators = {
-            strategy: PopulationEvaluator(
+            strategy: PopulationForward(
                 model, device=device, strategy=strategy,
                 memory_budget=args.memory_budget_mb << 20,
             )

@@ -5,7 +5,7 @@ code jprellberg/gpuea) and of Kucharavy et al. (ALIFE 2023: GO-EA on a 9,854-wei
 code chiffa/ALIFE2023_GOEA-SGD). One ``evaluate`` call is one generation: ONE minibatch of
 ``batch_size`` training images is drawn for the whole population (``"full"``: the whole
 training set, as GO-EA), each candidate's loss on it is computed in one batched pass
-(``evoreg.evaluate.PopulationEvaluator``). Minibatches walk through reshuffled epochs.
+(``evoreg.nets.PopulationForward``). Minibatches walk through reshuffled epochs.
 
 Splits follow gpuea: the training set is permuted with ``numpy.random.RandomState(1)`` and
 its last 10% held out for validation (54k / 6k / 10k on MNIST-like sets). The loss is
@@ -26,8 +26,8 @@ from torch.func import functional_call
 
 from evoreg import Evaluation, EvoregError, Population, Problem, Real, hookimpl
 from evoreg.config import bounded
-from evoreg.evaluate import (
-    PopulationEvaluator,
+from evoreg.nets import (
+    PopulationForward,
     flatten_parameters,
     glorot_uniform_,
     glorot_uniform_population,
@@ -96,7 +96,7 @@ class MnistWeights(Problem):
         }
         self.data_source = data.source
         self.model = spec.build(data.classes).to(device).eval()
-        self.evaluator = PopulationEvaluator(
+        self.evaluator = PopulationForward(
             self.model, device=device, strategy=c.strategy,
             memory_budget=c.memory_budget_mb << 20, precision=c.precision,
         )

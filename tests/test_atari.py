@@ -69,7 +69,7 @@ def test_init_rows_have_unit_norm_and_biases_are_zero(problem):
     assert torch.equal(x, problem.init_from_seed(7))
     assert not torch.equal(x, problem.init_from_seed(8))
     assert torch.equal(problem.space.initial(), problem.init_from_seed(0))
-    params = evoreg.evaluate.unflatten_parameters(problem.template, x)
+    params = evoreg.nets.unflatten_parameters(problem.template, x)
     for name, p in params.items():
         if name.endswith("bias"):
             assert torch.count_nonzero(p) == 0, name
@@ -86,7 +86,7 @@ def test_batched_forward_matches_the_module(problem, population):
     with torch.inference_mode():
         batched = policies.logits(obs)
         for i in range(3):
-            evoreg.evaluate.params.load_flat_parameters_(problem.template, rows[i])
+            evoreg.nets.params.load_flat_parameters_(problem.template, rows[i])
             expected = problem.template(obs[i:i + 1].float() / 255)[0]
             torch.testing.assert_close(batched[i], expected, rtol=1e-4, atol=1e-5)
 

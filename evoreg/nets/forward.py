@@ -1,4 +1,4 @@
-"""``PopulationEvaluator``: every candidate's loss on one data batch, in one call.
+"""``PopulationForward``: every candidate's loss on one data batch, in one call.
 
 Three strategies compute the same losses: ``batched`` (``batched.BatchedPlan``: shared-input
 first layer as one GEMM, later layers as bmm / grouped convolution), ``vmap``
@@ -79,11 +79,11 @@ def cross_entropy_scores(
     return nll.mean(dim=1), correct
 
 
-class PopulationEvaluator:
+class PopulationForward:
     """Losses of a population of flat parameter vectors of ``model`` on one data batch.
 
     ``model`` is a template: only its structure (and buffers) is used; each candidate's
-    parameters come from a row ``[d]`` (``evoreg.evaluate.flatten_parameters`` order).
+    parameters come from a row ``[d]`` (``evoreg.nets.flatten_parameters`` order).
     Candidates are evaluated in chunks of as many as fit ``memory_budget`` bytes (an
     estimate: parameters plus activations for the batch). ``precision``: ``fp32``
     (default, TF32 off), or on CUDA ``tf32`` or ``bf16`` (autocast).

@@ -12,9 +12,9 @@ from torch.func import functional_call
 
 import evoreg
 from evoreg import EvoregError, LazyPopulation, Population, UnknownNameError
-from evoreg.evaluate import (
+from evoreg.nets import (
     CHOICES,
-    PopulationEvaluator,
+    PopulationForward,
     Scores,
     flatten_parameters,
     glorot_uniform_,
@@ -23,7 +23,7 @@ from evoreg.evaluate import (
     parameter_count,
     unflatten_parameters,
 )
-from evoreg.evaluate.batched import BatchedPlan, Unsupported, max_pool
+from evoreg.nets.batched import BatchedPlan, Unsupported, max_pool
 from evoreg.problems.models import build_model, model_spec
 
 MODELS = {"mlp92k": 92_234, "convnet9854": 9_854, "mlp-digits": 2_410}
@@ -173,9 +173,9 @@ def test_all_strategies_agree_with_the_plain_forward(name):
     rows = _population(model, n)
     inputs, targets = _data(model_spec(name).input_shape, batch)
     expected_losses, expected_correct = _reference(model, rows, inputs, targets)
-    evaluators = {s: PopulationEvaluator(model, device="cpu", strategy=s)
+    evaluators = {s: PopulationForward(model, device="cpu", strategy=s)
                   for s in ("batched", "vmap", "loop")}
-    assert PopulationEvaluator(model, device="cpu").strategies() == ["batched", "vmap", "loop"]
+    assert PopulationForward(model, device="cpu").strategies() == ["batched", "vmap", "loop"]
     for strategy, evaluator in evaluators.items():
         scores = evaluator(rows, inputs, targets)
         assert isinstance(scores, Scores) and scores.strategy == strategy
@@ -197,13 +197,13 @@ def test_lazy_population_and_forced_chunks_give_the_same_scores(name):
     )
     dense = lazy.values
     for strategy in ("batched", "vmap", "loop"):
-        whole = PopulationEvaluator(model, device="cpu", strategy=strategy)
+        whole = PopulationForward(model, device="cpu", strategy=strategy)
         one_chunk = whole(dense, inputs, targets)
         assert whole.last_choice.chunk == n
         from_lazy = whole(lazy, inputs, targets)
         _close(from_lazy.losses, one_chunk.losses)
         assert torch.equal(from_lazy.correct, one_chunk.correct)
-        tiny = PopulationEvaluator(model, device="cpu", strategy=strategy, memory_budget=1)
+        tiny = PopulationForward(model, device="cpu", strategy=strategy, memory_budget=1)
         chunked = tiny(lazy, inputs, targets)
         assert tiny.last_choice.chunk == 1
         _close(chunked.losses, one_chunk.losses)
@@ -234,7 +234,7 @@ def test_lazy_population_is_read_only_through_rows():
             return self._rows[start:stop]
 
     pop = RowsOnly(_population(model, 7))
-    evaluator = PopulationEvaluator(model, device="cpu", strategy="batched", memory_budget=1)
+    evaluator = PopulationForward(model, device="cpu", strategy="batched", memory_budget=1)
     scores = evaluator(pop, inputs, targets)
     assert scores.losses.shape == (7,)
     assert (0, 1) in pop.calls and all(stop - start == 1 for start, stop in pop.calls)
@@ -245,7 +245,7 @@ def test_auto_measures_once_per_key_and_exposes_its_choice():
     inputs, targets = _data((1, 8, 8), 30)
     rows = _population(model, 12)
     CHOICES.clear()
-    evaluator = PopulationEvaluator(model, device="cpu")
+    evaluator = PopulationForward(model, device="cpu")
     first = evaluator(rows, inputs, targets)
     choice = evaluator.last_choice
     assert first.strategy == choice.strategy in ("batched", "vmap", "loop")
@@ -258,7 +258,7 @@ def test_auto_measures_once_per_key_and_exposes_its_choice():
     assert evaluator.last_choice is choice and len(CHOICES) == 1  # cached: not measured again
     _close(second.losses, first.losses)
     # another evaluator of the same structure reuses the cached choice
-    other = PopulationEvaluator(build_model("mlp-digits"), device="cpu")
+    other = PopulationForward(build_model("mlp-digits"), device="cpu")
     other(rows, inputs, targets)
     assert other.last_choice is choice
     # a new batch size is a new key
@@ -269,7 +269,7 @@ def test_auto_measures_once_per_key_and_exposes_its_choice():
 def test_measure_times_every_strategy():
     model = build_model("mlp-digits")
     inputs, targets = _data((1, 8, 8), 16)
-    seconds = PopulationEvaluator(model, device="cpu").measure(
+    seconds = PopulationForward(model, device="cpu").measure(
         _population(model, 4), inputs, targets, repeats=1
     )
     assert set(seconds) == {"batched", "vmap", "loop"}
@@ -281,8 +281,8 @@ def _check_batched_matches_loop(model, input_shape, n=3, batch=6):
     model.eval()
     rows = _population(model, n, sigma=0.1)
     inputs, targets = _data(input_shape, batch, classes=model_classes(model, input_shape))
-    batched = PopulationEvaluator(model, device="cpu", strategy="batched")(rows, inputs, targets)
-    loop = PopulationEvaluator(model, device="cpu", strategy="loop")(rows, inputs, targets)
+    batched = PopulationForward(model, device="cpu", strategy="batched")(rows, inputs, targets)
+    loop = PopulationForward(model, device="cpu", strategy="loop")(rows, inputs, targets)
     expected = _reference(model, rows, inputs, targets)
     _close(batched.losses, loop.losses)
     _close(batched.losses, expected[0])
@@ -326,7 +326,7 @@ def test_batched_leaves_the_input_and_training_flags_alone():
     inputs, targets = _data((6,), 5, classes=3)
     before = inputs.clone()
     for strategy in ("batched", "vmap", "loop"):
-        evaluator = PopulationEvaluator(model, device="cpu", strategy=strategy)
+        evaluator = PopulationForward(model, device="cpu", strategy=strategy)
         a, b = evaluator(rows, inputs, targets), evaluator(rows, inputs, targets)
         assert torch.equal(a.losses, b.losses), strategy  # dropout off: deterministic
     assert torch.equal(inputs, before)
@@ -335,11 +335,11 @@ def test_batched_leaves_the_input_and_training_flags_alone():
 
 def test_batched_is_left_out_for_unsupported_models():
     with_norm = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 3))
-    evaluator = PopulationEvaluator(with_norm, device="cpu")
+    evaluator = PopulationForward(with_norm, device="cpu")
     assert evaluator.strategies() == ["vmap", "loop"]
     assert "BatchNorm1d" in evaluator.batched_unsupported
     with pytest.raises(EvoregError, match="batched"):
-        PopulationEvaluator(with_norm, device="cpu", strategy="batched")(
+        PopulationForward(with_norm, device="cpu", strategy="batched")(
             torch.zeros(2, parameter_count(with_norm)), torch.zeros(3, 4), torch.zeros(3)
         )
 
@@ -352,10 +352,10 @@ def test_batched_is_left_out_for_unsupported_models():
             return self.linear(x) * 2
 
     custom = Custom()
-    assert PopulationEvaluator(custom, device="cpu").strategies() == ["vmap", "loop"]
+    assert PopulationForward(custom, device="cpu").strategies() == ["vmap", "loop"]
     rows = _population(custom, 3)
     inputs, targets = _data((4,), 5, classes=3)
-    scores = PopulationEvaluator(custom, device="cpu")(rows, inputs, targets)
+    scores = PopulationForward(custom, device="cpu")(rows, inputs, targets)
     _close(scores.losses, _reference(custom, rows, inputs, targets)[0])
     for model in (nn.Sequential(nn.Conv2d(1, 2, 3, groups=1), nn.ReLU()),  # no logits
                   nn.Sequential(nn.Linear(3, 4), nn.Conv2d(4, 4, 1)),
@@ -377,13 +377,13 @@ def test_max_pool_matches_torch():
 def test_bad_arguments_give_clear_errors():
     model = build_model("mlp-digits")
     with pytest.raises(UnknownNameError, match="vmap"):
-        PopulationEvaluator(model, device="cpu", strategy="vmapp")
+        PopulationForward(model, device="cpu", strategy="vmapp")
     with pytest.raises(UnknownNameError):
-        PopulationEvaluator(model, device="cpu", precision="fp16")
+        PopulationForward(model, device="cpu", precision="fp16")
     for precision in ("tf32", "bf16"):
         with pytest.raises(EvoregError, match="CUDA"):
-            PopulationEvaluator(model, device="cpu", precision=precision)
-    evaluator = PopulationEvaluator(model, device="cpu", strategy="loop")
+            PopulationForward(model, device="cpu", precision=precision)
+    evaluator = PopulationForward(model, device="cpu", strategy="loop")
     inputs, targets = _data((1, 8, 8), 4)
     with pytest.raises(EvoregError, match="2410"):
         evaluator(torch.zeros(3, 100), inputs, targets)
@@ -394,9 +394,9 @@ def test_bad_arguments_give_clear_errors():
 
 
 def test_exported_from_the_package():
-    for name in ("PopulationEvaluator", "parameter_count", "flatten_parameters",
+    for name in ("PopulationForward", "parameter_count", "flatten_parameters",
                  "glorot_uniform_"):
-        assert getattr(evoreg, name) is getattr(evoreg.evaluate, name)
+        assert getattr(evoreg, name) is getattr(evoreg.nets, name)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -404,13 +404,13 @@ def test_cuda_matches_cpu_and_low_precision_runs():
     model = build_model("convnet9854")
     rows = _population(model, 4)
     inputs, targets = _data((1, 28, 28), 16)
-    cpu = PopulationEvaluator(model, device="cpu", strategy="loop")(rows, inputs, targets)
+    cpu = PopulationForward(model, device="cpu", strategy="loop")(rows, inputs, targets)
     for strategy in ("batched", "vmap", "loop"):
-        gpu = PopulationEvaluator(model, device="cuda", strategy=strategy)(rows, inputs, targets)
+        gpu = PopulationForward(model, device="cuda", strategy=strategy)(rows, inputs, targets)
         assert gpu.losses.device.type == "cpu"
         torch.testing.assert_close(gpu.losses, cpu.losses, rtol=1e-4, atol=1e-5)
     for precision in ("tf32", "bf16"):
-        low = PopulationEvaluator(model, device="cuda", precision=precision)(rows, inputs, targets)
+        low = PopulationForward(model, device="cuda", precision=precision)(rows, inputs, targets)
         torch.testing.assert_close(low.losses, cpu.losses, rtol=0.05, atol=0.05)
 
 
@@ -431,7 +431,7 @@ def test_batched_plan_runs_in_bfloat16():
 def test_scores_are_ordinary_tensors_the_caller_may_change():
     model = build_model("mlp-digits")
     inputs, targets = _data((1, 8, 8), 6)
-    scores = PopulationEvaluator(model, device="cpu")(_population(model, 3), inputs.double(),
+    scores = PopulationForward(model, device="cpu")(_population(model, 3), inputs.double(),
                                                       targets)
     assert not scores.losses.is_inference()
     scores.losses[0] = float("inf")  # as an optimizer treating NaN as worst might

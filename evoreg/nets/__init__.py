@@ -1,12 +1,12 @@
 """Population evaluators: a population of flat parameter vectors -> losses of a model.
 
-``PopulationEvaluator(model)(population, inputs, targets)`` returns each candidate's mean
+``PopulationForward(model)(population, inputs, targets)`` returns each candidate's mean
 cross-entropy and correct-prediction count on one data batch (``Scores``), by the fastest of
 three strategies, measured (``evaluator.py``); ``batched.py`` holds the layer-by-layer
 batched strategy and ``params.py`` the flat-vector and Glorot-initialisation helpers.
 """
 
-from .evaluator import CHOICES, PRECISIONS, STRATEGIES, Choice, PopulationEvaluator, Scores
+from .forward import CHOICES, PRECISIONS, STRATEGIES, Choice, PopulationForward, Scores
 from .params import (
     flatten_parameters,
     glorot_uniform_,
@@ -20,7 +20,7 @@ __all__ = [
     "CHOICES",
     "Choice",
     "PRECISIONS",
-    "PopulationEvaluator",
+    "PopulationForward",
     "STRATEGIES",
     "Scores",
     "flatten_parameters",
