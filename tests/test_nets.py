@@ -1,7 +1,13 @@
-"""Population evaluators: flat-vector helpers, Glorot init, and every strategy's losses."""
+"""evoreg.nets: flat-vector helpers, Glorot init, and every strategy's forward, scored.
+
+The scores here are regression ones (mean squared error against real targets [B, features]):
+nothing in evoreg.nets knows about classes; classification is tests/test_classification.py.
+"""
 
 from __future__ import annotations
 
+import copy
+import importlib
 import math
 
 import pytest
@@ -15,12 +21,13 @@ from evoreg import EvoregError, LazyPopulation, Population, UnknownNameError
 from evoreg.nets import (
     CHOICES,
     PopulationForward,
-    Scores,
     flatten_parameters,
     glorot_uniform_,
     glorot_uniform_population,
     load_flat_parameters_,
     parameter_count,
+    population_size,
+    read_rows,
     unflatten_parameters,
 )
 from evoreg.nets.batched import BatchedPlan, Unsupported, max_pool
@@ -36,30 +43,40 @@ def _population(model: nn.Module, n: int, seed: int = 0, sigma: float = 0.05) ->
     return base + sigma * torch.randn(n, base.numel(), generator=generator)
 
 
-def _data(shape, batch: int, seed: int = 1, classes: int = 10):
+def _data(shape, batch: int, features: int, seed: int = 1):
+    """Random inputs [B, *shape] and real regression targets [B, features]."""
     generator = torch.Generator().manual_seed(seed)
     inputs = torch.randn(batch, *shape, generator=generator)
-    targets = torch.randint(0, classes, (batch,), generator=generator)
+    targets = torch.randn(batch, features, generator=generator)
     return inputs, targets
 
 
+def mean_squared_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Regression score: outputs [c, features, B] against targets [B, features]."""
+    return (outputs - targets.t()).square().mean(dim=(1, 2))
+
+
+def error_and_peak(outputs: torch.Tensor, targets: torch.Tensor):
+    """Two figures per candidate: mean squared error and the largest output."""
+    return mean_squared_error(outputs, targets), outputs.amax(dim=(1, 2))
+
+
 def _reference(model: nn.Module, rows: torch.Tensor, inputs, targets):
-    """Losses and correct counts the plain way: load each row, forward, F.cross_entropy."""
-    losses, correct = [], []
-    copy = build_like(model)
+    """Mean squared errors and largest outputs the plain way: load each row, forward."""
+    errors, peaks = [], []
+    plain = copy.deepcopy(model).eval()
     with torch.no_grad():
         for row in rows:
-            load_flat_parameters_(copy, row)
-            logits = copy(inputs)
-            losses.append(float(F.cross_entropy(logits, targets)))
-            correct.append(int((logits.argmax(1) == targets).sum()))
-    return torch.tensor(losses), torch.tensor(correct)
+            load_flat_parameters_(plain, row)
+            outputs = plain(inputs)
+            errors.append(float(F.mse_loss(outputs, targets)))
+            peaks.append(float(outputs.max()))
+    return torch.tensor(errors), torch.tensor(peaks)
 
 
-def build_like(model: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(model).eval()
+def _features(model: nn.Module, input_shape) -> int:
+    with torch.no_grad():
+        return copy.deepcopy(model).eval()(torch.zeros(1, *input_shape)).shape[1]
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -105,10 +122,10 @@ def test_unflatten_gives_views_usable_with_functional_call_and_autograd():
     for (name, p), value in zip(model.named_parameters(), params.values()):
         assert value.shape == p.shape, name
         assert value.data_ptr() >= flat.data_ptr()  # a view into flat, no copy
-    inputs, targets = _data((1, 8, 8), 5)
+    inputs, targets = _data((1, 8, 8), 5, features=10)
     out = functional_call(model, params, (inputs,))
     torch.testing.assert_close(out, model(inputs))
-    F.cross_entropy(out, targets).backward()
+    F.mse_loss(out, targets).backward()
     assert flat.grad is not None and flat.grad.shape == flat.shape and flat.grad.abs().sum() > 0
 
     rows = torch.stack([flat.detach(), 2 * flat.detach()])
@@ -166,113 +183,185 @@ def test_glorot_population_keeps_other_parameters():
 
 
 # --------------------------------------------------------------------------- strategies
-@pytest.mark.parametrize("name", list(MODELS))
-def test_all_strategies_agree_with_the_plain_forward(name):
-    model = build_model(name)
-    n, batch = SIZES[name]
+STRATEGIES = ("batched", "vmap", "loop")
+
+
+def _small_models() -> dict[str, tuple[nn.Module, tuple[int, ...], int, int]]:
+    """Regression models of output widths other than 10: (model, input shape, n, batch)."""
+    torch.manual_seed(0)
+    return {
+        "mlp-width-3": (nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 3)), (5,), 7, 11),
+        "conv-width-7": (
+            nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(27, 7)),
+            (1, 8, 8), 5, 9,
+        ),
+        "linear-width-1": (nn.Sequential(nn.Linear(4, 1)), (4,), 6, 13),
+    }
+
+
+def _case(name: str):
+    """(model, input shape, n, batch) of a small regression model or a built-in one."""
+    if name in MODELS:
+        return build_model(name), model_spec(name).input_shape, *SIZES[name]
+    return _small_models()[name]
+
+
+CASES = [*_small_models(), *MODELS]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_every_strategy_matches_a_plain_per_candidate_forward(name):
+    model, input_shape, n, batch = _case(name)
     rows = _population(model, n)
-    inputs, targets = _data(model_spec(name).input_shape, batch)
-    expected_losses, expected_correct = _reference(model, rows, inputs, targets)
-    evaluators = {s: PopulationForward(model, device="cpu", strategy=s)
-                  for s in ("batched", "vmap", "loop")}
-    assert PopulationForward(model, device="cpu").strategies() == ["batched", "vmap", "loop"]
-    for strategy, evaluator in evaluators.items():
-        scores = evaluator(rows, inputs, targets)
-        assert isinstance(scores, Scores) and scores.strategy == strategy
-        assert scores.losses.dtype == torch.float32 and scores.losses.device.type == "cpu"
-        assert scores.correct.dtype == torch.int64 and scores.correct.shape == (n,)
-        _close(scores.losses, expected_losses)
-        assert torch.equal(scores.correct, expected_correct), strategy
+    inputs, targets = _data(input_shape, batch, _features(model, input_shape))
+    expected_errors, expected_peaks = _reference(model, rows, inputs, targets)
+    assert PopulationForward(model, device="cpu").strategies() == list(STRATEGIES)
+    for strategy in STRATEGIES:
+        forward = PopulationForward(model, device="cpu", strategy=strategy)
+        errors, peaks = forward(rows, inputs, targets, error_and_peak)
+        assert forward.last_choice.strategy == strategy
+        for figures in (errors, peaks):
+            assert figures.dtype == torch.float32 and figures.device.type == "cpu"
+            assert figures.shape == (n,)
+        _close(errors, expected_errors)
+        _close(peaks, expected_peaks)
+        (alone,) = forward(rows, inputs, targets, mean_squared_error)  # one Tensor: a 1-tuple
+        _close(alone, expected_errors)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_the_score_sees_feature_major_outputs_of_each_tile(strategy):
+    model, input_shape, n, batch = _case("mlp-width-3")
+    inputs, targets = _data(input_shape, batch, 3)
+    seen = []
+
+    def recording(outputs, targets):
+        seen.append((tuple(outputs.shape), outputs.dtype))
+        return mean_squared_error(outputs, targets)
+
+    forward = PopulationForward(model, device="cpu", strategy=strategy, memory_budget=1)
+    forward(_population(model, n), inputs, targets, recording)
+    assert {shape[1:] for shape, _ in seen} == {(3, batch)}
+    assert {dtype for _, dtype in seen} == {torch.float32}
+    assert forward.last_choice.chunk == 1 and sum(shape[0] for shape, _ in seen) >= n
+
+
+@pytest.mark.parametrize("name", ["conv-width-7", *MODELS])
 def test_lazy_population_and_forced_chunks_give_the_same_scores(name):
-    model = build_model(name)
-    n, batch = SIZES[name]
-    inputs, targets = _data(model_spec(name).input_shape, batch)
+    model, input_shape, n, batch = _case(name)
+    inputs, targets = _data(input_shape, batch, _features(model, input_shape))
     parents = _population(model, 2, seed=5)
     lazy = LazyPopulation(
         parents, parent_index=torch.tensor([i % 2 for i in range(n)]),
         seeds=torch.arange(n) + 100, sigmas=torch.tensor([0.0] + [0.02] * (n - 1)),
     )
     dense = lazy.values
-    for strategy in ("batched", "vmap", "loop"):
+    for strategy in STRATEGIES:
         whole = PopulationForward(model, device="cpu", strategy=strategy)
-        one_chunk = whole(dense, inputs, targets)
+        one_chunk = whole(dense, inputs, targets, error_and_peak)
         assert whole.last_choice.chunk == n
-        from_lazy = whole(lazy, inputs, targets)
-        _close(from_lazy.losses, one_chunk.losses)
-        assert torch.equal(from_lazy.correct, one_chunk.correct)
+        from_lazy = whole(lazy, inputs, targets, error_and_peak)
         tiny = PopulationForward(model, device="cpu", strategy=strategy, memory_budget=1)
-        chunked = tiny(lazy, inputs, targets)
+        chunked = tiny(lazy, inputs, targets, error_and_peak)
         assert tiny.last_choice.chunk == 1
-        _close(chunked.losses, one_chunk.losses)
-        assert torch.equal(chunked.correct, one_chunk.correct)
         # a Population holding a dense tensor is read through rows() as well
-        _close(whole(Population(dense), inputs, targets).losses, one_chunk.losses)
+        wrapped = whole(Population(dense), inputs, targets, error_and_peak)
+        for scores in (from_lazy, chunked, wrapped):
+            assert len(scores) == 2
+            _close(scores[0], one_chunk[0])
+            _close(scores[1], one_chunk[1])
+
+
+class RowsOnly(Population):
+    """A population that can only be read through rows(); it records the ranges read."""
+
+    def __init__(self, values):
+        super().__init__(values=None)
+        self._rows = values
+        self.calls = []
+
+    def __len__(self):
+        return len(self._rows)
+
+    @property
+    def values(self):
+        raise AssertionError("the population forward must not read .values")
+
+    def rows(self, start, stop):
+        self.calls.append((start, stop))
+        return self._rows[start:stop]
 
 
 def test_lazy_population_is_read_only_through_rows():
     model = build_model("mlp-digits")
-    inputs, targets = _data((1, 8, 8), 10)
-
-    class RowsOnly(Population):
-        def __init__(self, values):
-            super().__init__(values=None)
-            self._rows = values
-            self.calls = []
-
-        def __len__(self):
-            return len(self._rows)
-
-        @property
-        def values(self):
-            raise AssertionError("an evaluator must not read .values")
-
-        def rows(self, start, stop):
-            self.calls.append((start, stop))
-            return self._rows[start:stop]
-
+    inputs, targets = _data((1, 8, 8), 10, 10)
     pop = RowsOnly(_population(model, 7))
-    evaluator = PopulationForward(model, device="cpu", strategy="batched", memory_budget=1)
-    scores = evaluator(pop, inputs, targets)
-    assert scores.losses.shape == (7,)
+    forward = PopulationForward(model, device="cpu", strategy="batched", memory_budget=1)
+    (errors,) = forward(pop, inputs, targets, mean_squared_error)
+    assert errors.shape == (7,)
     assert (0, 1) in pop.calls and all(stop - start == 1 for start, stop in pop.calls)
+
+
+def test_read_rows_reads_populations_and_tensors():
+    values = torch.arange(12.0).reshape(4, 3)
+    pop = RowsOnly(values)
+    assert torch.equal(read_rows(pop, 1, 3), values[1:3]) and pop.calls == [(1, 3)]
+    assert torch.equal(read_rows(values, 2, 4), values[2:4])
+    assert population_size(pop) == 4 and population_size(values) == 4
+    with pytest.raises(EvoregError, match=r"\[n, d\]"):
+        population_size(torch.zeros(3))
+    with pytest.raises(EvoregError, match="Population or a Tensor"):
+        population_size([[0.0, 1.0]])
 
 
 def test_auto_measures_once_per_key_and_exposes_its_choice():
     model = build_model("mlp-digits")
-    inputs, targets = _data((1, 8, 8), 30)
+    inputs, targets = _data((1, 8, 8), 30, 10)
     rows = _population(model, 12)
     CHOICES.clear()
-    evaluator = PopulationForward(model, device="cpu")
-    first = evaluator(rows, inputs, targets)
-    choice = evaluator.last_choice
-    assert first.strategy == choice.strategy in ("batched", "vmap", "loop")
+    forward = PopulationForward(model, device="cpu")
+    first = forward(rows, inputs, targets, mean_squared_error)
+    choice = forward.last_choice
+    assert choice.strategy in STRATEGIES
     assert 1 <= choice.tile <= choice.chunk == 12
     measured = {name.split("/")[0] for name in choice.seconds_per_candidate}
-    assert measured == {"batched", "vmap", "loop"}  # every strategy timed, none assumed
+    assert measured == set(STRATEGIES)  # every strategy timed, none assumed
     assert all(seconds > 0 for seconds in choice.seconds_per_candidate.values())
-    assert list(evaluator.choices.values()) == [choice]
-    second = evaluator(rows, inputs, targets)
-    assert evaluator.last_choice is choice and len(CHOICES) == 1  # cached: not measured again
-    _close(second.losses, first.losses)
-    # another evaluator of the same structure reuses the cached choice
+    assert list(forward.choices.values()) == [choice]
+    second = forward(rows, inputs, targets, mean_squared_error)
+    assert forward.last_choice is choice and len(CHOICES) == 1  # cached: not measured again
+    _close(second[0], first[0])
+    # another forward of the same structure reuses the cached choice
     other = PopulationForward(build_model("mlp-digits"), device="cpu")
-    other(rows, inputs, targets)
+    other(rows, inputs, targets, mean_squared_error)
     assert other.last_choice is choice
     # a new batch size is a new key
-    evaluator(rows, inputs[:20], targets[:20])
-    assert len(CHOICES) == 2 and evaluator.last_choice is not choice
+    forward(rows, inputs[:20], targets[:20], mean_squared_error)
+    assert len(CHOICES) == 2 and forward.last_choice is not choice
+
+
+def test_the_score_is_part_of_the_key_by_name():
+    model = build_model("mlp-digits")
+    inputs, targets = _data((1, 8, 8), 8, 10)
+    rows = _population(model, 4)
+    CHOICES.clear()
+    forward = PopulationForward(model, device="cpu")
+    forward(rows, inputs, targets, mean_squared_error)
+    forward(rows, inputs, targets, error_and_peak)  # another score: measured on its own
+    assert len(CHOICES) == 2
+    for _ in range(2):  # a fresh closure per call, the same function: measured once
+        forward(rows, inputs, targets, lambda outputs, targets: outputs.sum(dim=(1, 2)))
+    assert len(CHOICES) == 3
 
 
 def test_measure_times_every_strategy():
     model = build_model("mlp-digits")
-    inputs, targets = _data((1, 8, 8), 16)
+    inputs, targets = _data((1, 8, 8), 16, 10)
     seconds = PopulationForward(model, device="cpu").measure(
-        _population(model, 4), inputs, targets, repeats=1
+        _population(model, 4), inputs, targets, mean_squared_error, repeats=1
     )
-    assert set(seconds) == {"batched", "vmap", "loop"}
+    assert set(seconds) == set(STRATEGIES)
     assert all(s > 0 for s in seconds.values())
 
 
@@ -280,18 +369,17 @@ def test_measure_times_every_strategy():
 def _check_batched_matches_loop(model, input_shape, n=3, batch=6):
     model.eval()
     rows = _population(model, n, sigma=0.1)
-    inputs, targets = _data(input_shape, batch, classes=model_classes(model, input_shape))
-    batched = PopulationForward(model, device="cpu", strategy="batched")(rows, inputs, targets)
-    loop = PopulationForward(model, device="cpu", strategy="loop")(rows, inputs, targets)
+    inputs, targets = _data(input_shape, batch, _features(model, input_shape))
+    batched = PopulationForward(model, device="cpu", strategy="batched")(
+        rows, inputs, targets, error_and_peak
+    )
+    loop = PopulationForward(model, device="cpu", strategy="loop")(
+        rows, inputs, targets, error_and_peak
+    )
     expected = _reference(model, rows, inputs, targets)
-    _close(batched.losses, loop.losses)
-    _close(batched.losses, expected[0])
-    assert torch.equal(batched.correct, expected[1])
-
-
-def model_classes(model, input_shape) -> int:
-    with torch.no_grad():
-        return model(torch.zeros(1, *input_shape)).shape[1]
+    for got, plain, reference in zip(batched, loop, expected):
+        _close(got, plain)
+        _close(got, reference)
 
 
 def test_batched_supports_the_documented_layers():
@@ -323,24 +411,26 @@ def test_batched_leaves_the_input_and_training_flags_alone():
     model = nn.Sequential(nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(6, 3), nn.Dropout(0.9))
     model.train()
     rows = _population(model, 4)
-    inputs, targets = _data((6,), 5, classes=3)
+    inputs, targets = _data((6,), 5, 3)
     before = inputs.clone()
-    for strategy in ("batched", "vmap", "loop"):
-        evaluator = PopulationForward(model, device="cpu", strategy=strategy)
-        a, b = evaluator(rows, inputs, targets), evaluator(rows, inputs, targets)
-        assert torch.equal(a.losses, b.losses), strategy  # dropout off: deterministic
+    for strategy in STRATEGIES:
+        forward = PopulationForward(model, device="cpu", strategy=strategy)
+        a = forward(rows, inputs, targets, mean_squared_error)
+        b = forward(rows, inputs, targets, mean_squared_error)
+        assert torch.equal(a[0], b[0]), strategy  # dropout off: deterministic
     assert torch.equal(inputs, before)
     assert model.training and model[3].training
 
 
 def test_batched_is_left_out_for_unsupported_models():
     with_norm = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 3))
-    evaluator = PopulationForward(with_norm, device="cpu")
-    assert evaluator.strategies() == ["vmap", "loop"]
-    assert "BatchNorm1d" in evaluator.batched_unsupported
+    forward = PopulationForward(with_norm, device="cpu")
+    assert forward.strategies() == ["vmap", "loop"]
+    assert "BatchNorm1d" in forward.batched_unsupported
     with pytest.raises(EvoregError, match="batched"):
         PopulationForward(with_norm, device="cpu", strategy="batched")(
-            torch.zeros(2, parameter_count(with_norm)), torch.zeros(3, 4), torch.zeros(3)
+            torch.zeros(2, parameter_count(with_norm)), torch.zeros(3, 4), torch.zeros(3, 3),
+            mean_squared_error,
         )
 
     class Custom(nn.Module):
@@ -354,10 +444,12 @@ def test_batched_is_left_out_for_unsupported_models():
     custom = Custom()
     assert PopulationForward(custom, device="cpu").strategies() == ["vmap", "loop"]
     rows = _population(custom, 3)
-    inputs, targets = _data((4,), 5, classes=3)
-    scores = PopulationForward(custom, device="cpu")(rows, inputs, targets)
-    _close(scores.losses, _reference(custom, rows, inputs, targets)[0])
-    for model in (nn.Sequential(nn.Conv2d(1, 2, 3, groups=1), nn.ReLU()),  # no logits
+    inputs, targets = _data((4,), 5, 3)
+    errors, peaks = PopulationForward(custom, device="cpu")(rows, inputs, targets, error_and_peak)
+    expected = _reference(custom, rows, inputs, targets)
+    _close(errors, expected[0])
+    _close(peaks, expected[1])
+    for model in (nn.Sequential(nn.Conv2d(1, 2, 3, groups=1), nn.ReLU()),  # no [B, features]
                   nn.Sequential(nn.Linear(3, 4), nn.Conv2d(4, 4, 1)),
                   nn.Sequential(nn.Conv2d(2, 2, 3, groups=2), nn.Flatten())):
         with pytest.raises(Unsupported):
@@ -383,56 +475,126 @@ def test_bad_arguments_give_clear_errors():
     for precision in ("tf32", "bf16"):
         with pytest.raises(EvoregError, match="CUDA"):
             PopulationForward(model, device="cpu", precision=precision)
-    evaluator = PopulationForward(model, device="cpu", strategy="loop")
-    inputs, targets = _data((1, 8, 8), 4)
+    forward = PopulationForward(model, device="cpu", strategy="loop")
+    inputs, targets = _data((1, 8, 8), 4, 10)
     with pytest.raises(EvoregError, match="2410"):
-        evaluator(torch.zeros(3, 100), inputs, targets)
+        forward(torch.zeros(3, 100), inputs, targets, mean_squared_error)
     with pytest.raises(EvoregError, match="targets"):
-        evaluator(torch.zeros(3, 2410), inputs, targets[:3])
-    empty = evaluator(torch.zeros(0, 2410), inputs, targets)
-    assert empty.losses.shape == (0,) and empty.correct.shape == (0,)
+        forward(torch.zeros(3, 2410), inputs, targets[:3], mean_squared_error)
+    vector_model = nn.Sequential(nn.Flatten(0))  # no [B, features] outputs
+    with pytest.raises(EvoregError, match=r"outputs \[B, features\]"):
+        PopulationForward(vector_model, device="cpu", strategy="loop")(
+            torch.zeros(2, 0), inputs, targets, mean_squared_error
+        )
 
 
-def test_exported_from_the_package():
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_score_must_return_one_figure_per_candidate(strategy):
+    model = build_model("mlp-digits")
+    inputs, targets = _data((1, 8, 8), 4, 10)
+    rows = _population(model, 3)
+    forward = PopulationForward(model, device="cpu", strategy=strategy)
+    for wrong in (lambda outputs, targets: outputs.mean(dim=1),  # [c, B]
+                  lambda outputs, targets: [outputs.sum(dim=(1, 2))],  # a list, not a tuple
+                  lambda outputs, targets: ()):
+        with pytest.raises(EvoregError, match=r"Tensor\[c\]"):
+            forward(rows, inputs, targets, wrong)
+
+    calls = []
+
+    def changing(outputs, targets):  # one figure, then two, then one...
+        calls.append(1)
+        sums = outputs.sum(dim=(1, 2))
+        return sums if len(calls) % 2 else (sums, sums)
+
+    loop = PopulationForward(model, device="cpu", strategy="loop")
+    with pytest.raises(EvoregError, match="returned"):
+        loop(rows, inputs, targets, changing)
+
+
+def test_an_empty_population_gives_empty_scores_of_the_score_s_kinds():
+    model = build_model("mlp-digits")
+    inputs, targets = _data((1, 8, 8), 4, 10)
+
+    def error_and_count(outputs, targets):
+        return mean_squared_error(outputs, targets), (outputs > 0).sum(dim=(1, 2))
+
+    errors, counts = PopulationForward(model, device="cpu")(
+        torch.zeros(0, 2410), inputs, targets, error_and_count
+    )
+    assert errors.shape == counts.shape == (0,)
+    assert errors.dtype == torch.float32 and counts.dtype == torch.int64
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_score_that_returns_a_view_of_the_outputs_gets_a_copy(strategy):
+    """The batched strategy reuses its output buffers from one chunk to the next."""
+    model, input_shape, n, batch = _case("mlp-width-3")
+    rows = _population(model, n)
+    inputs, targets = _data(input_shape, batch, 3)
+    forward = PopulationForward(model, device="cpu", strategy=strategy, memory_budget=1)
+    (first,) = forward(rows, inputs, targets, lambda outputs, targets: outputs[:, 0, 0])
+    plain = copy.deepcopy(model)
+    expected = []
+    with torch.no_grad():
+        for row in rows:
+            load_flat_parameters_(plain, row)
+            expected.append(float(plain(inputs[:1])[0, 0]))
+    _close(first, torch.tensor(expected))
+
+
+def test_exported_from_the_package_under_the_new_names_only():
     for name in ("PopulationForward", "parameter_count", "flatten_parameters",
                  "glorot_uniform_"):
         assert getattr(evoreg, name) is getattr(evoreg.nets, name)
+    assert not hasattr(evoreg, "PopulationEvaluator")
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("evoreg.evaluate")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_matches_cpu_and_low_precision_runs():
-    model = build_model("convnet9854")
-    rows = _population(model, 4)
-    inputs, targets = _data((1, 28, 28), 16)
-    cpu = PopulationForward(model, device="cpu", strategy="loop")(rows, inputs, targets)
-    for strategy in ("batched", "vmap", "loop"):
-        gpu = PopulationForward(model, device="cuda", strategy=strategy)(rows, inputs, targets)
-        assert gpu.losses.device.type == "cpu"
-        torch.testing.assert_close(gpu.losses, cpu.losses, rtol=1e-4, atol=1e-5)
+@pytest.mark.parametrize("name", ["conv-width-7", "convnet9854"])
+def test_cuda_matches_cpu_and_low_precision_runs(name):
+    model, input_shape, n, batch = _case(name)
+    rows = _population(model, n)
+    inputs, targets = _data(input_shape, batch, _features(model, input_shape))
+    cpu = PopulationForward(model, device="cpu", strategy="loop")(
+        rows, inputs, targets, error_and_peak
+    )
+    for strategy in STRATEGIES:
+        gpu = PopulationForward(model, device="cuda", strategy=strategy)(
+            rows, inputs, targets, error_and_peak
+        )
+        for on_gpu, on_cpu in zip(gpu, cpu):
+            assert on_gpu.device.type == "cpu"
+            torch.testing.assert_close(on_gpu, on_cpu, rtol=1e-4, atol=1e-5)
     for precision in ("tf32", "bf16"):
-        low = PopulationForward(model, device="cuda", precision=precision)(rows, inputs, targets)
-        torch.testing.assert_close(low.losses, cpu.losses, rtol=0.05, atol=0.05)
+        low = PopulationForward(model, device="cuda", precision=precision)(
+            rows, inputs, targets, mean_squared_error
+        )
+        torch.testing.assert_close(low[0], cpu[0], rtol=0.05, atol=0.05)
 
 
 def test_batched_plan_runs_in_bfloat16():
     """What precision='bf16' does on CUDA: rows and shared input cast, buffers follow them."""
     model = build_model("convnet9854")
     rows = _population(model, 3)
-    inputs, targets = _data((1, 28, 28), 8)
+    inputs, _ = _data((1, 28, 28), 8, 10)
     plan = BatchedPlan(model)
     with torch.no_grad():
         shared = plan.shared_input(inputs)
-        full = plan.logits(rows, shared)
-        half = plan.logits(rows.bfloat16(), shared.bfloat16())
+        full = plan.outputs(rows, shared)
+        half = plan.outputs(rows.bfloat16(), shared.bfloat16())
     assert half.dtype == torch.bfloat16 and half.shape == full.shape == (3, 10, 8)
     torch.testing.assert_close(half.float(), full, rtol=0.05, atol=0.05)
 
 
 def test_scores_are_ordinary_tensors_the_caller_may_change():
     model = build_model("mlp-digits")
-    inputs, targets = _data((1, 8, 8), 6)
-    scores = PopulationForward(model, device="cpu")(_population(model, 3), inputs.double(),
-                                                      targets)
-    assert not scores.losses.is_inference()
-    scores.losses[0] = float("inf")  # as an optimizer treating NaN as worst might
-    scores.correct += 1
+    inputs, targets = _data((1, 8, 8), 6, 10)
+    errors, peaks = PopulationForward(model, device="cpu")(
+        _population(model, 3), inputs.double(), targets, error_and_peak
+    )
+    assert not errors.is_inference()
+    errors[0] = float("inf")  # as an optimizer treating NaN as worst might
+    peaks += 1
