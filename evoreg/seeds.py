@@ -93,12 +93,12 @@ class SeedDecoder:
 
 
 class SeedPopulation(Population):
-    """A population of seed genomes, decoded to rows only when an evaluator reads them.
+    """A population of seed genomes, decoded to rows only when a problem reads them.
 
     ``genomes`` is the list of genomes (what travels to workers and into checkpoints);
     ``rows(start, stop)`` returns a ``Tensor[stop - start, dim]`` on the decoder's device, and
-    ``values`` decodes them all (convenient for small spaces; evaluators of large networks read
-    ``rows`` chunk by chunk).
+    ``values`` decodes them all (convenient for small spaces; the forward of large networks,
+    ``evoreg.nets``, reads ``rows`` chunk by chunk).
     """
 
     def __init__(

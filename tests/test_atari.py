@@ -37,7 +37,7 @@ def population(problem):
 
 
 class RecordingPopulation(Population):
-    """Records the row ranges an evaluator materialises."""
+    """Records the row ranges the problem materialises."""
 
     def __init__(self, values: torch.Tensor) -> None:
         super().__init__(values)
