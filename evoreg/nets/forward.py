@@ -371,7 +371,7 @@ class PopulationForward:
         return {"shared": shared, "workspace": {}}
 
     def _run(self, strategy, tile, rows, inputs, targets, score: Score, state):
-        """The score's outputs ``[c]`` on the device, ``tile`` candidates per pass."""
+        """The score's tensors ``[c]`` for ``rows``, on the device, ``tile`` candidates a pass."""
         if strategy == "loop":
             return self._loop(rows, inputs, targets, score)
         tiles = []
@@ -446,10 +446,11 @@ class PopulationForward:
 # --------------------------------------------------------------------------- helpers
 def _columns(parts: list[tuple[torch.Tensor, ...]]) -> list[list[torch.Tensor]]:
     """Scores of consecutive candidate ranges, regrouped: one list per score output."""
-    if len({len(part) for part in parts}) > 1:
+    counts = sorted({len(part) for part in parts})
+    if len(counts) > 1:
         raise EvoregError(
-            f"the score returned {len(parts[0])} tensors for some candidates and "
-            f"{len(parts[-1])} for others"
+            f"the score returned {' or '.join(map(str, counts))} tensors for different "
+            "candidates; it must return the same number every time"
         )
     return [list(column) for column in zip(*parts)]
 
