@@ -1,12 +1,13 @@
-"""Population evaluation throughput: every strategy of ``PopulationEvaluator`` against matmul.
+"""Population evaluation throughput: every strategy of ``PopulationForward`` against matmul.
 
 Two workloads of the papers evoreg reproduces, timed in ONE run with interleaved repeats:
 
 - ``mlp92k`` (Prellberg 2020, ch. 5: LEEA's 92k-weight MLP), population 1000, batch 512;
 - ``convnet9854`` (Kucharavy et al. 2023: GO-EA's ConvNet), population 20, batch 2000.
 
-For each: one call of the evaluator (losses and correct counts of the whole population on one
-batch) with each strategy forced (``batched``, ``vmap``, ``loop``) and with ``auto`` (what a
+For each: one call of the population forward scored by cross-entropy and correct counts
+(``evoreg.problems.classification``: what ``mnist-weights`` computes; the whole population
+on one batch) with each strategy forced (``batched``, ``vmap``, ``loop``) and with ``auto`` (what a
 user gets: the fastest, measured on its first call). Throughput is candidate-samples per
 second and GFLOP/s, FLOPs counted analytically as 2 x the multiply-adds of the Linear and
 Conv2d layers per candidate-sample. The reference is the same machine's fp32 matmul
@@ -53,7 +54,8 @@ from common import (  # noqa: E402
 )
 
 from evoreg.devices import resolve_device  # noqa: E402
-from evoreg.evaluate import PopulationEvaluator, glorot_uniform_population  # noqa: E402
+from evoreg.nets import PopulationForward, glorot_uniform_population  # noqa: E402
+from evoreg.problems.classification import cross_entropy_and_correct  # noqa: E402
 from evoreg.problems.models import build_model, model_spec  # noqa: E402
 
 NAME = "eval_throughput"
@@ -70,7 +72,7 @@ class Args:
     repeats: int = 5  #: interleaved repeats; figures are medians over them
     matmul_size: int = 2048  #: side of the square fp32 matmul reference
     matmuls: int = 3  #: matmuls per repeat (each timed; the median is the repeat's figure)
-    memory_budget_mb: int = 1024  #: the evaluators' memory budget (their default: 1 GiB)
+    memory_budget_mb: int = 1024  #: the forwards' memory budget (their default: 1 GiB)
     seed: int = 0
     threads: int | None = None  #: torch.set_num_threads; default: torch's own
     device: str = "auto"
@@ -124,7 +126,7 @@ def flops_per_sample(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 # --------------------------------------------------------------------------- workloads
 class Workload:
-    """One model, its population and data batch, and one evaluator per strategy."""
+    """One model, its population and data batch, and one population forward per strategy."""
 
     def __init__(self, name: str, popsize: int, batch: int, args: Args, device: torch.device):
         self.name, self.popsize, self.batch = name, popsize, batch
@@ -136,8 +138,8 @@ class Workload:
         self.inputs = torch.randn(batch, *spec.input_shape, generator=generator).to(device)
         self.targets = torch.randint(0, 10, (batch,), generator=generator).to(device)
         model = model.to(device).eval()
-        self.evaluators = {
-            strategy: PopulationEvaluator(
+        self.forwards = {
+            strategy: PopulationForward(
                 model, device=device, strategy=strategy,
                 memory_budget=args.memory_budget_mb << 20,
             )
@@ -147,9 +149,9 @@ class Workload:
     def warm_up(self) -> dict:
         """One untimed call per strategy (auto and the tiles are measured here); choices."""
         choices = {}
-        for strategy, evaluator in self.evaluators.items():
-            evaluator(self.population, self.inputs, self.targets)
-            choice = evaluator.last_choice
+        for strategy, forward in self.forwards.items():
+            forward(self.population, self.inputs, self.targets, cross_entropy_and_correct)
+            choice = forward.last_choice
             choices[strategy] = {
                 "strategy": choice.strategy, "tile": choice.tile, "chunk": choice.chunk,
                 "seconds_per_candidate": choice.seconds_per_candidate,
@@ -158,20 +160,21 @@ class Workload:
         return choices
 
     def time(self, strategy: str, device: torch.device) -> dict:
-        evaluator = self.evaluators[strategy]
+        forward = self.forwards[strategy]
         synchronize(device)
         start = time.perf_counter()
-        scores = evaluator(self.population, self.inputs, self.targets)
+        losses, _correct = forward(self.population, self.inputs, self.targets,
+                                   cross_entropy_and_correct)
         synchronize(device)
         seconds = time.perf_counter() - start
         samples = self.popsize * self.batch
         return {
             "seconds": seconds,
-            "strategy": scores.strategy,
-            "tile": evaluator.last_choice.tile,
+            "strategy": forward.last_choice.strategy,
+            "tile": forward.last_choice.tile,
             "candidate_samples_per_second": samples / seconds,
             "gflops": samples * self.flops_per_sample / seconds / 1e9,
-            "loss_mean": float(scores.losses.mean()),
+            "loss_mean": float(losses.mean()),
         }
 
 
@@ -248,7 +251,7 @@ def summarise(args: Args, info: dict, workloads: dict, choices: dict, repeats: l
         **info,
         "config": asdict(args) | {"out": relative_to_root(args.out)},
         "flops": "2 x multiply-adds of the Linear and Conv2d layers per candidate-sample",
-        "units": "seconds per evaluator call (whole population, one batch); GFLOP/s; "
+        "units": "seconds per population forward call (whole population, one batch); GFLOP/s; "
                  "candidate-samples/s = popsize * batch / seconds",
         "repeats": repeats,
         "choices": choices,

@@ -65,7 +65,7 @@ from common import (  # noqa: E402
     write_result,
 )
 
-from evoreg.evaluate.params import load_flat_parameters_  # noqa: E402
+from evoreg.nets.params import load_flat_parameters_  # noqa: E402
 from evoreg.problems.atari import CONVS, FRAMESKIP, SlotPolicies, nature_dqn  # noqa: E402
 
 NAME = "rollout_throughput"

@@ -17,9 +17,9 @@ _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 # isort: split
 from . import problems  # the package of built-in problems, callable: problems()
 from .errors import EvoregError, UnknownNameError
-from .evaluate import PopulationEvaluator, flatten_parameters, glorot_uniform_, parameter_count
 from .gaussian import NoiseTable, noise
 from .hookspecs import hookimpl
+from .nets import PopulationForward, flatten_parameters, glorot_uniform_, parameter_count
 from .optimizer import Optimizer
 from .population import LazyPopulation, Population
 from .problem import Evaluation, Problem
@@ -38,7 +38,7 @@ __all__ = [
     "NoiseTable",
     "Optimizer",
     "Population",
-    "PopulationEvaluator",
+    "PopulationForward",
     "Problem",
     "Real",
     "RunResult",

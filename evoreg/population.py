@@ -60,8 +60,8 @@ class Population:
 
     def rows(self, start: int, stop: int, out: torch.Tensor | None = None) -> Any:
         """Candidates ``start`` to ``stop``. A lazy population writes them into ``out`` (a
-        ``Tensor[>= stop - start, d]``) when it is given; held values are returned as they
-        are (a view), whatever ``out``."""
+        float32 ``Tensor[>= stop - start, d]`` on its device) when it is given, else into a
+        fresh tensor; held values are returned as they are (a view), whatever ``out``."""
         return self._values[start:stop]
 
     def chunks(
@@ -284,7 +284,8 @@ class LazyPopulation(Population):
         count = max(0, stop - start)
         if self._written is not None:
             return self._written[start:stop]
-        if out is None or out.shape[0] < count or out.shape[1:] != (self.dim,):
+        if (out is None or out.shape[0] < count or out.shape[1:] != (self.dim,)
+                or out.device != self.decoder.device or out.dtype != torch.float32):
             out = torch.empty(count, self.dim, device=self.decoder.device)
         return self.decoder.decode_into(self._values[start:stop], out)
 

@@ -42,7 +42,7 @@ from torch import nn
 
 from evoreg import Evaluation, EvoregError, Population, Problem, Real, hookimpl
 from evoreg.config import bounded
-from evoreg.evaluate import flatten_parameters, parameter_count, unflatten_parameters
+from evoreg.nets import flatten_parameters, parameter_count, unflatten_parameters
 
 FRAMESKIP = 4
 REPORT_SEED_BASE = 1_000_000  # report episodes use seeds 1_000_000 + i, disjoint from draws

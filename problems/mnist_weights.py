@@ -5,7 +5,8 @@ code jprellberg/gpuea) and of Kucharavy et al. (ALIFE 2023: GO-EA on a 9,854-wei
 code chiffa/ALIFE2023_GOEA-SGD). One ``evaluate`` call is one generation: ONE minibatch of
 ``batch_size`` training images is drawn for the whole population (``"full"``: the whole
 training set, as GO-EA), each candidate's loss on it is computed in one batched pass
-(``evoreg.evaluate.PopulationEvaluator``). Minibatches walk through reshuffled epochs.
+(``evoreg.nets.PopulationForward`` scored by ``evoreg.problems.classification``). Minibatches
+walk through reshuffled epochs.
 
 Splits follow gpuea: the training set is permuted with ``numpy.random.RandomState(1)`` and
 its last 10% held out for validation (54k / 6k / 10k on MNIST-like sets). The loss is
@@ -26,14 +27,15 @@ from torch.func import functional_call
 
 from evoreg import Evaluation, EvoregError, Population, Problem, Real, hookimpl
 from evoreg.config import bounded
-from evoreg.evaluate import (
-    PopulationEvaluator,
+from evoreg.nets import (
+    PopulationForward,
     flatten_parameters,
     glorot_uniform_,
     glorot_uniform_population,
     unflatten_parameters,
 )
 from evoreg.problems import datasets
+from evoreg.problems.classification import cross_entropy_and_correct
 from evoreg.problems.models import MODELS, model_spec
 
 DEFAULT_MODELS = {"digits": "mlp-digits"}  # every MNIST-like set: mlp92k
@@ -57,10 +59,10 @@ class Config:
     split_seed: int = 1  #: seed of the train/validation permutation (gpuea: 1)
     data_root: str = ""  #: folder of MNIST-like files ("": $EVOREG_DATA or ~/.cache/evoreg/data)
     download: bool = False  #: let torchvision download missing files (needs internet)
-    #: evaluator strategy: auto (measured), batched, vmap, loop
+    #: population forward strategy: auto (measured), batched, vmap, loop
     strategy: Literal["auto", "batched", "vmap", "loop"] = "auto"
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"  #: tf32 and bf16 on CUDA only
-    memory_budget_mb: int = bounded(1024, ge=1)  #: evaluator chunk size limit
+    memory_budget_mb: int = bounded(1024, ge=1)  #: population forward chunk size limit
     eval_chunk: int = bounded(8192, ge=1)  #: images per pass when a whole split is scored
 
 
@@ -96,7 +98,7 @@ class MnistWeights(Problem):
         }
         self.data_source = data.source
         self.model = spec.build(data.classes).to(device).eval()
-        self.evaluator = PopulationEvaluator(
+        self.population_forward = PopulationForward(
             self.model, device=device, strategy=c.strategy,
             memory_budget=c.memory_budget_mb << 20, precision=c.precision,
         )
@@ -163,7 +165,7 @@ class MnistWeights(Problem):
         return images[index], labels[index]
 
     # ----------------------------------------------------------------- scoring
-    def evaluate(self, pop: Population, gradients: bool = False) -> Evaluation:
+    def evaluate(self, pop: Population, *, gradients: bool = False) -> Evaluation:
         images, labels = self._minibatch()
         n, batch = len(pop), len(labels)
         if gradients:
@@ -185,13 +187,14 @@ class MnistWeights(Problem):
         chunk = self.config.eval_chunk
         total_loss, total_correct = None, None
         for start in range(0, len(labels), chunk):
-            scores = self.evaluator(pop, images[start:start + chunk], labels[start:start + chunk])
-            weight = len(labels[start:start + chunk])
-            loss = scores.losses.double() * weight
-            total_loss = loss if total_loss is None else total_loss + loss
-            total_correct = (
-                scores.correct if total_correct is None else total_correct + scores.correct
+            losses, correct = self.population_forward(
+                pop, images[start:start + chunk], labels[start:start + chunk],
+                cross_entropy_and_correct,
             )
+            weight = len(labels[start:start + chunk])
+            loss = losses.double() * weight
+            total_loss = loss if total_loss is None else total_loss + loss
+            total_correct = correct if total_correct is None else total_correct + correct
         return total_loss / len(labels), total_correct
 
     def _with_gradients(self, pop: Population, images: torch.Tensor, labels: torch.Tensor):

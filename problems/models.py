@@ -10,8 +10,8 @@
 - ``mlp-digits``: 64-32-10 with ReLU for scikit-learn's 8x8 digits (2,410 weights), small
   enough for tests and the demo.
 
-Every model is an ``nn.Sequential`` of plain layers, so the population evaluators can run
-it layer by layer for a whole population at once.
+Every model is an ``nn.Sequential`` of plain layers, so ``evoreg.nets.PopulationForward``
+can run it layer by layer for a whole population at once.
 """
 
 from __future__ import annotations

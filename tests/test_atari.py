@@ -37,15 +37,15 @@ def population(problem):
 
 
 class RecordingPopulation(Population):
-    """Records the row ranges an evaluator materialises."""
+    """Records the row ranges the problem materialises."""
 
     def __init__(self, values: torch.Tensor) -> None:
         super().__init__(values)
         self.calls: list[tuple[int, int]] = []
 
-    def rows(self, start: int, stop: int) -> torch.Tensor:
+    def rows(self, start: int, stop: int, out: torch.Tensor | None = None) -> torch.Tensor:
         self.calls.append((start, stop))
-        return super().rows(start, stop)
+        return super().rows(start, stop, out)
 
 
 def test_observations_are_stacks_of_four_grey_84x84_frames(problem):
@@ -69,7 +69,7 @@ def test_init_rows_have_unit_norm_and_biases_are_zero(problem):
     assert torch.equal(x, problem.space.seeded_initial(7))
     assert not torch.equal(x, problem.space.seeded_initial(8))
     assert torch.equal(problem.space.initial(), problem.space.seeded_initial(0))
-    params = evoreg.evaluate.unflatten_parameters(problem.template, x)
+    params = evoreg.nets.unflatten_parameters(problem.template, x)
     for name, p in params.items():
         if name.endswith("bias"):
             assert torch.count_nonzero(p) == 0, name
@@ -86,7 +86,7 @@ def test_batched_forward_matches_the_module(problem, population):
     with torch.inference_mode():
         batched = policies.logits(obs)
         for i in range(3):
-            evoreg.evaluate.params.load_flat_parameters_(problem.template, rows[i])
+            evoreg.nets.params.load_flat_parameters_(problem.template, rows[i])
             expected = problem.template(obs[i:i + 1].float() / 255)[0]
             torch.testing.assert_close(batched[i], expected, rtol=1e-4, atol=1e-5)
 

@@ -65,7 +65,7 @@ def test_losses_match_a_plain_forward_pass():
     problem = evoreg.make_problem("mnist-weights", seed=2, batch_size="full")
     x = problem.space.initial()
     loss = float(problem.evaluate(Population(x.unsqueeze(0))).losses[0])
-    evoreg.evaluate.load_flat_parameters_(problem.model, x.to(problem.device))
+    evoreg.nets.load_flat_parameters_(problem.model, x.to(problem.device))
     images, labels = problem.splits["train"]
     with torch.no_grad():
         expected = float(F.cross_entropy(problem.model(images), labels))

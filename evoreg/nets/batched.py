@@ -96,7 +96,7 @@ class BatchedPlan:
             else:
                 self.steps.append(step)
         if layout != FEATURES:
-            raise Unsupported("the model must end in per-candidate logits [B, classes]")
+            raise Unsupported("the model must end in per-candidate outputs [B, features]")
         self.steps = _fuse_bias_relu(_pool_before_activation(self.steps))
         if len(offsets) != sum((s.weight is not None) + (s.bias is not None) for s in self.steps):
             raise Unsupported("the model has parameters outside Linear and Conv2d layers")
@@ -147,10 +147,10 @@ class BatchedPlan:
                 h = module(h)
         return h
 
-    def logits(
+    def outputs(
         self, rows: torch.Tensor, shared: torch.Tensor, workspace: dict | None = None
     ) -> torch.Tensor:
-        """Logits ``[c, classes, B]`` of candidates ``rows [c, d]`` on ``shared`` (the prefix's).
+        """Outputs ``[c, features, B]`` of candidates ``rows [c, d]`` on ``shared`` (the prefix's).
 
         Linear layers write into buffers kept in ``workspace`` (pass the same dict for every
         tile of a call): fresh multi-MB tensors per layer cost page faults that, on a CPU,

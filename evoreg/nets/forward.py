@@ -1,16 +1,20 @@
-"""``PopulationEvaluator``: every candidate's loss on one data batch, in one call.
+"""``PopulationForward``: a population of flat parameter vectors through one model, scored.
 
-Three strategies compute the same losses: ``batched`` (``batched.BatchedPlan``: shared-input
-first layer as one GEMM, later layers as bmm / grouped convolution), ``vmap``
-(``torch.func.vmap`` of ``functional_call`` over the candidate axis) and ``loop`` (one
-``functional_call`` per candidate). Which is fastest depends on the model, the device and
-the sizes, so ``strategy="auto"`` measures: on the first call for a key (model structure,
-device, threads, precision, chunk size, batch size, input shape) it times each strategy,
-and the batched and vmap ones at a few tile sizes (candidates per pass inside a chunk: on
-a CPU, a tile whose activations stay in cache can be twice as fast as the whole chunk), on
-that call's first chunk, and caches the fastest in ``CHOICES``. The measuring run's scores
-are the chunk's scores, and a variant is abandoned as soon as it has taken longer than the
-best so far, so measuring costs at most a few chunks' time, once per key.
+``PopulationForward(model)(population, inputs, targets, score)`` runs every candidate's
+forward pass on one data batch and returns, per candidate, what ``score`` makes of the
+outputs (a loss, a count: the caller decides; classification's is in
+``evoreg.problems.classification``). Three strategies compute the same outputs: ``batched``
+(``batched.BatchedPlan``: shared-input first layer as one GEMM, later layers as bmm / grouped
+convolution), ``vmap`` (``torch.func.vmap`` of ``functional_call`` over the candidate axis)
+and ``loop`` (one ``functional_call`` per candidate). Which is fastest depends on the model,
+the device, the sizes and the score, so ``strategy="auto"`` measures: on the first call for
+a key (model structure, device, threads, precision, chunk size, batch and target shapes,
+score) it times each strategy, and the batched and vmap ones at a few tile sizes (candidates
+per pass inside a chunk: on a CPU, a tile whose activations stay in cache can be twice as
+fast as the whole chunk), on that call's first chunk, and caches the fastest in ``CHOICES``.
+The measuring run's scores are the chunk's scores, and a variant is abandoned as soon as it
+has taken longer than the best so far, so measuring costs at most a few chunks' time, once
+per key. Candidates are read only through ``read_rows``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import copy
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
@@ -39,12 +42,10 @@ TILE_DIVISORS = (1, 4, 16, 64)  # tiles measured for batched and vmap: chunk // 
 
 Key = tuple
 
-
-@dataclass
-class Scores:
-    losses: torch.Tensor  #: [n] float32, mean cross-entropy over the batch, on the CPU
-    correct: torch.Tensor  #: [n] int64, correct argmax predictions, on the CPU
-    strategy: str  #: the strategy that computed them
+#: ``score(outputs, targets)``: ``outputs`` of a tile of c candidates as ``Tensor[c, features,
+#: B]`` (float32, feature-major: the batched strategy's layout; the others' transposed to it),
+#: ``targets`` the batch's as given; returns ``Tensor[c]`` or a tuple of ``Tensor[c]``.
+Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor | tuple[torch.Tensor, ...]]
 
 
 @dataclass
@@ -65,28 +66,58 @@ class Choice:
 CHOICES: dict[Key, Choice] = {}
 
 
-def cross_entropy_scores(
-    logits: torch.Tensor, targets: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy ``[c]`` and correct counts ``[c]`` of logits ``[c, classes, B]``."""
-    c, _, batch = logits.shape
-    logits = logits.float()
-    top, predicted = logits.max(dim=1)  # one pass for both (argmax alone is slower here)
-    log_sum_exp = (logits - top.unsqueeze(1)).exp_().sum(dim=1).log_().add_(top)
-    picked = logits.gather(1, targets.view(1, 1, batch).expand(c, 1, batch)).squeeze(1)
-    nll = log_sum_exp.sub_(picked)  # [c, B]
-    correct = (predicted == targets).sum(dim=1)
-    return nll.mean(dim=1), correct
+def read_rows(
+    population: Population | torch.Tensor,
+    start: int,
+    stop: int,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Candidates ``start:stop`` of ``population`` as rows ``[stop - start, d]``.
+
+    The one place candidates are read: a ``Population`` through ``rows(start, stop, out)``
+    (a lazy one writes only those rows, into ``out`` when it is given: the reader's buffer,
+    reused from chunk to chunk and call to call); a ``Tensor[n, d]`` by slicing.
+    """
+    if isinstance(population, Population):
+        return population.rows(start, stop, out)
+    return population[start:stop]
 
 
-class PopulationEvaluator:
-    """Losses of a population of flat parameter vectors of ``model`` on one data batch.
+def population_size(population: Population | torch.Tensor) -> int:
+    """n, the number of candidates; an error for anything ``read_rows`` cannot read."""
+    if isinstance(population, Population):
+        return len(population)
+    if isinstance(population, torch.Tensor):
+        if population.dim() != 2:
+            raise EvoregError(f"a population is [n, d]; got {tuple(population.shape)}")
+        return population.shape[0]
+    raise EvoregError(f"expected a Population or a Tensor[n, d], got {type(population)}")
+
+
+def score_identity(score: Score) -> str:
+    """The score's part of the cache key: its module-qualified name, not its ``id``.
+
+    The score runs inside every timed variant and its cost per candidate can depend on the
+    tile (the loop scores one candidate at a time), so it can change which strategy wins.
+    A name, because a caller may pass a fresh closure or bound method on every call: an
+    ``id`` would then measure anew each time. Two scores of the same name share a choice;
+    at worst that choice is slower for one of them, never wrong.
+    """
+    function = getattr(score, "__func__", score)  # a bound method: its function
+    module = getattr(function, "__module__", None) or type(function).__module__
+    name = getattr(function, "__qualname__", None) or type(function).__qualname__
+    return f"{module}.{name}"
+
+
+class PopulationForward:
+    """Scores of a population of flat parameter vectors of ``model`` on one data batch.
 
     ``model`` is a template: only its structure (and buffers) is used; each candidate's
-    parameters come from a row ``[d]`` (``evoreg.evaluate.flatten_parameters`` order).
-    Candidates are evaluated in chunks of as many as fit ``memory_budget`` bytes (an
-    estimate: parameters plus activations for the batch). ``precision``: ``fp32``
-    (default, TF32 off), or on CUDA ``tf32`` or ``bf16`` (autocast).
+    parameters come from a row ``[d]`` (``evoreg.nets.flatten_parameters`` order). The model
+    maps inputs ``[B, ...]`` to outputs ``[B, features]``. Candidates run in chunks of as many
+    as fit ``memory_budget`` bytes (an estimate: parameters plus activations for the batch).
+    ``precision``: ``fp32`` (default, TF32 off), or on CUDA ``tf32`` or ``bf16`` (autocast).
+    The strategy and tile of the latest call are in ``last_choice``.
     """
 
     def __init__(
@@ -129,6 +160,7 @@ class PopulationEvaluator:
         self._activations: dict[tuple, int] = {}
         self._keys: list[Key] = []
         self.last_choice: Choice | None = None
+        self._rows_written: torch.Tensor | None = None  # see _row_buffer
 
     # ----------------------------------------------------------------- public
     def strategies(self) -> list[str]:
@@ -138,14 +170,32 @@ class PopulationEvaluator:
 
     @property
     def choices(self) -> dict[Key, Choice]:
-        """The cached choices of the keys this evaluator has met."""
+        """The cached choices of the keys this forward has met."""
         return {key: CHOICES[key] for key in self._keys if key in CHOICES}
 
-    def __call__(self, population: Any, inputs: torch.Tensor, targets: torch.Tensor) -> Scores:
-        return self._evaluate(population, inputs, targets, self._allowed())
+    def __call__(
+        self,
+        population: Population | torch.Tensor,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        score: Score,
+    ) -> tuple[torch.Tensor, ...]:
+        """What ``score`` returns, for all n candidates: a CPU tensor ``[n]`` per tensor it returns.
+
+        ``inputs [B, ...]`` and ``targets [B, ...]`` are one data batch shared by every
+        candidate; ``score(outputs [c, features, B], targets)`` is called once per tile of c
+        candidates. Its ``outputs`` live only during that call (the batched strategy reuses
+        their buffers), so a result that is a view of them is copied.
+        """
+        return self._score_population(population, inputs, targets, score, self._allowed())
 
     def measure(
-        self, population: Any, inputs: torch.Tensor, targets: torch.Tensor, repeats: int = 3
+        self,
+        population: Population | torch.Tensor,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        score: Score,
+        repeats: int = 3,
     ) -> dict[str, float]:
         """Seconds per call of each applicable strategy on these inputs (median of repeats).
 
@@ -154,12 +204,12 @@ class PopulationEvaluator:
         """
         times: dict[str, list[float]] = {s: [] for s in self.strategies()}
         for strategy in times:  # tile selection and warm-up, untimed
-            self._evaluate(population, inputs, targets, (strategy,))
+            self._score_population(population, inputs, targets, score, (strategy,))
         for _ in range(repeats):
             for strategy in times:
                 self._sync()
                 start = time.perf_counter()
-                self._evaluate(population, inputs, targets, (strategy,))
+                self._score_population(population, inputs, targets, score, (strategy,))
                 self._sync()
                 times[strategy].append(time.perf_counter() - start)
         return {s: sorted(t)[len(t) // 2] for s, t in times.items()}
@@ -173,60 +223,69 @@ class PopulationEvaluator:
             )
         return allowed
 
-    def _evaluate(self, population, inputs, targets, allowed: tuple[str, ...]) -> Scores:
-        read, n = self._reader(population)
+    def _score_population(
+        self, population, inputs, targets, score: Score, allowed: tuple[str, ...]
+    ) -> tuple[torch.Tensor, ...]:
+        n = population_size(population)
         inputs = inputs.to(self.device, torch.float32)
-        targets = targets.to(self.device, torch.int64)
-        if inputs.dim() < 1 or targets.shape != (inputs.shape[0],):
+        targets = targets.to(self.device)
+        if inputs.dim() < 1 or targets.dim() < 1 or targets.shape[0] != inputs.shape[0]:
             raise EvoregError(
-                f"targets must be [B] for inputs [B, ...]; got {tuple(targets.shape)} and "
+                f"targets must be [B, ...] for inputs [B, ...]; got {tuple(targets.shape)} and "
                 f"{tuple(inputs.shape)}"
             )
-        if n == 0:
-            return Scores(torch.zeros(0), torch.zeros(0, dtype=torch.int64), allowed[0])
         # no_grad, not inference_mode: the caller may update the scores in place afterwards
         with torch.no_grad(), self._precision(), _eval_mode(self._template):
+            if n == 0:
+                return self._empty_scores(inputs, targets, score)
             chunk = self._chunk_size(n, inputs)
-            key = self._key(allowed, chunk, inputs)
+            key = self._key(allowed, chunk, inputs, targets, score)
             if key not in self._keys:
                 self._keys.append(key)
-            rows = read(0, chunk)
+            rows = self._rows(population, 0, chunk)
             choice = CHOICES.get(key)
             if choice is None:
-                choice, first, state = self._choose(allowed, rows, inputs, targets, chunk)
+                choice, first, state = self._choose(allowed, rows, inputs, targets, score, chunk)
                 CHOICES[key] = choice
             else:
                 state = self._prepare(choice.strategy, inputs)
-                first = self._run(choice.strategy, choice.tile, rows, inputs, targets, state)
+                first = self._run(choice.strategy, choice.tile, rows, inputs, targets, score,
+                                  state)
             self.last_choice = choice
-            losses, correct = [first[0]], [first[1]]
+            chunks = [first]
             for start in range(chunk, n, chunk):
-                rows = read(start, min(n, start + chunk))
-                scores = self._run(choice.strategy, choice.tile, rows, inputs, targets, state)
-                losses.append(scores[0])
-                correct.append(scores[1])
-            return Scores(torch.cat(losses).cpu(), torch.cat(correct).cpu(), choice.strategy)
-
-    def _reader(self, population: Any) -> tuple[Callable[[int, int], torch.Tensor], int]:
-        if isinstance(population, Population):
-            source, n = population.rows, len(population)
-        elif isinstance(population, torch.Tensor):
-            if population.dim() != 2:
-                raise EvoregError(f"a population is [n, d]; got {tuple(population.shape)}")
-            source, n = (lambda a, b: population[a:b]), population.shape[0]
-        else:
-            raise EvoregError(f"expected a Population or a Tensor[n, d], got {type(population)}")
-
-        def read(start: int, stop: int) -> torch.Tensor:
-            rows = source(start, stop)
-            if not isinstance(rows, torch.Tensor) or rows.dim() != 2 or rows.shape[1] != self.dim:
-                shape = tuple(rows.shape) if isinstance(rows, torch.Tensor) else type(rows)
-                raise EvoregError(
-                    f"population rows must be [n, {self.dim}] tensors for this model; got {shape}"
+                rows = self._rows(population, start, min(n, start + chunk))
+                chunks.append(
+                    self._run(choice.strategy, choice.tile, rows, inputs, targets, score, state)
                 )
-            return rows.to(self.device, torch.float32)
+            # cat even one chunk: the caller gets tensors of its own, never the score's
+            return tuple(torch.cat(column).cpu() for column in _columns(chunks))
 
-        return read, n
+    def _empty_scores(self, inputs, targets, score: Score) -> tuple[torch.Tensor, ...]:
+        """An empty population's scores: the score on no candidates, for its count and dtypes.
+
+        The template's forward of one sample gives the outputs' width.
+        """
+        width = self._check_outputs(self._template(self._input(inputs[:1])), 1).shape[1]
+        outputs = torch.empty(0, width, inputs.shape[0], device=self.device)
+        return tuple(t.cpu() for t in self._scored(score, outputs, targets, 0))
+
+    def _rows(self, population, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` (through ``read_rows``), checked, as float32 on the device."""
+        rows = read_rows(population, start, stop, self._row_buffer(stop - start))
+        if not isinstance(rows, torch.Tensor) or rows.dim() != 2 or rows.shape[1] != self.dim:
+            shape = tuple(rows.shape) if isinstance(rows, torch.Tensor) else type(rows)
+            raise EvoregError(
+                f"population rows must be [n, {self.dim}] tensors for this model; got {shape}"
+            )
+        return rows.to(self.device, torch.float32)
+
+    def _row_buffer(self, count: int) -> torch.Tensor:
+        """Where a lazy population writes the rows of a chunk: one buffer kept from call to
+        call, so writing a generation's candidates faults in no fresh memory."""
+        if self._rows_written is None or self._rows_written.shape[0] < count:
+            self._rows_written = torch.empty(count, self.dim, device=self.device)
+        return self._rows_written
 
     def _chunk_size(self, n: int, inputs: torch.Tensor) -> int:
         """Candidates per chunk: parameters (twice: views and copies) + activations for B."""
@@ -236,13 +295,15 @@ class PopulationEvaluator:
         per_candidate = 4 * (2 * self.dim + inputs.shape[0] * self._activations[shape])
         return max(1, min(n, self.memory_budget // per_candidate))
 
-    def _key(self, allowed: tuple[str, ...], chunk: int, inputs: torch.Tensor) -> Key:
+    def _key(self, allowed: tuple[str, ...], chunk: int, inputs: torch.Tensor,
+             targets: torch.Tensor, score: Score) -> Key:
         threads = torch.get_num_threads() if self.device.type == "cpu" else 0
         return (self._structure, str(self.device), threads, self.precision, chunk,
-                tuple(inputs.shape), str(inputs.dtype), allowed)
+                tuple(inputs.shape), str(inputs.dtype), tuple(targets.shape),
+                str(targets.dtype), score_identity(score), allowed)
 
     # ----------------------------------------------------------------- measuring
-    def _choose(self, allowed, rows, inputs, targets, chunk: int):
+    def _choose(self, allowed, rows, inputs, targets, score: Score, chunk: int):
         """Time each (strategy, tile) on part of this chunk; return the fastest and the scores.
 
         Each strategy is warmed up on one candidate; each variant is timed on a quarter of the
@@ -259,11 +320,11 @@ class PopulationEvaluator:
             try:
                 state = self._prepare(strategy, inputs)
                 if strategy not in warm:
-                    self._run(strategy, tile, rows[:1], inputs, targets, state)
+                    self._run(strategy, tile, rows[:1], inputs, targets, score, state)
                     warm.add(strategy)
                 limit = best[0] * len(part) if best is not None else float("inf")
-                seconds, scores = self._timed_run(strategy, tile, part, inputs, targets, state,
-                                                  limit)
+                seconds, scores = self._timed_run(strategy, tile, part, inputs, targets, score,
+                                                  state, limit)
             except (Unsupported, RuntimeError) as error:
                 if strategy == "loop":
                     raise
@@ -279,8 +340,9 @@ class PopulationEvaluator:
         _, choice.strategy, choice.tile, scores, state = best
         done = len(scores[0])
         if done < len(rows):
-            rest = self._run(choice.strategy, choice.tile, rows[done:], inputs, targets, state)
-            scores = (torch.cat([scores[0], rest[0]]), torch.cat([scores[1], rest[1]]))
+            rest = self._run(choice.strategy, choice.tile, rows[done:], inputs, targets, score,
+                             state)
+            scores = _concatenated([scores, rest])
         return choice, scores, state
 
     def _variants(self, allowed, chunk: int) -> Iterator[tuple[str, int]]:
@@ -292,19 +354,19 @@ class PopulationEvaluator:
             for tile in tiles:
                 yield strategy, tile
 
-    def _timed_run(self, strategy, tile, rows, inputs, targets, state, limit: float):
+    def _timed_run(self, strategy, tile, rows, inputs, targets, score: Score, state,
+                   limit: float):
         """(seconds, scores) for ``rows``; scores None if abandoned once past ``limit``."""
-        losses, correct = [], []
+        tiles = []
         self._sync()
         start = time.perf_counter()
         for first in range(0, len(rows), tile):
-            part = self._run(strategy, tile, rows[first:first + tile], inputs, targets, state)
-            losses.append(part[0])
-            correct.append(part[1])
+            tiles.append(self._run(strategy, tile, rows[first:first + tile], inputs, targets,
+                                   score, state))
             self._sync()
             if time.perf_counter() - start > limit:
                 return time.perf_counter() - start, None
-        return time.perf_counter() - start, (torch.cat(losses), torch.cat(correct))
+        return time.perf_counter() - start, _concatenated(tiles)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -322,36 +384,47 @@ class PopulationEvaluator:
             shared = shared.to(torch.bfloat16)
         return {"shared": shared, "workspace": {}}
 
-    def _run(self, strategy, tile, rows, inputs, targets, state):
-        """(losses [c], correct [c]) on the device, ``tile`` candidates per pass."""
+    def _run(self, strategy, tile, rows, inputs, targets, score: Score, state):
+        """The score's tensors ``[c]`` for ``rows``, on the device, ``tile`` candidates a pass."""
         if strategy == "loop":
-            return self._loop(rows, inputs, targets)
-        losses, correct = [], []
+            return self._loop(rows, inputs, targets, score)
+        tiles = []
         for start in range(0, len(rows), tile):
             part = rows[start:start + tile]
             if strategy == "batched":
                 if self.precision == "bf16":
                     part = part.to(torch.bfloat16)
-                logits = self._plan.logits(part, state["shared"], state["workspace"])
+                outputs = self._plan.outputs(part, state["shared"], state["workspace"])
             else:
-                logits = self._vmapped(self._params(part), self._input(inputs))
-                logits = self._check_logits(logits, 2)
-                logits = logits.transpose(1, 2)
-            scores = cross_entropy_scores(logits, targets)
-            losses.append(scores[0])
-            correct.append(scores[1])
-        if len(losses) == 1:
-            return losses[0], correct[0]
-        return torch.cat(losses), torch.cat(correct)
+                outputs = self._vmapped(self._params(part), self._input(inputs))
+                outputs = self._check_outputs(outputs, 2).transpose(1, 2)
+            tiles.append(self._scored(score, outputs, targets, len(part)))
+        return _concatenated(tiles)
 
-    def _loop(self, rows, inputs, targets):
-        losses, correct = [], []
+    def _loop(self, rows, inputs, targets, score: Score):
+        candidates = []
         for row in rows:
-            logits = self._check_logits(self._forward(self._params(row), self._input(inputs)), 1)
-            scores = cross_entropy_scores(logits.t().unsqueeze(0), targets)
-            losses.append(scores[0])
-            correct.append(scores[1])
-        return torch.cat(losses), torch.cat(correct)
+            outputs = self._forward(self._params(row), self._input(inputs))
+            outputs = self._check_outputs(outputs, 1).t().unsqueeze(0)
+            candidates.append(self._scored(score, outputs, targets, 1))
+        return _concatenated(candidates)
+
+    @staticmethod
+    def _scored(score: Score, outputs: torch.Tensor, targets: torch.Tensor, c: int):
+        """``score`` on float32 ``outputs [c, features, B]``, checked: a tuple of ``[c]``."""
+        outputs = outputs.float()  # bf16 under autocast; a no-op for float32
+        result = score(outputs, targets)
+        results = result if isinstance(result, tuple) else (result,)
+        if not results or any(not isinstance(r, torch.Tensor) or r.shape != (c,)
+                              for r in results):
+            got = [tuple(r.shape) if isinstance(r, torch.Tensor) else type(r) for r in results]
+            raise EvoregError(
+                f"the score must return a Tensor[c] or a tuple of them for outputs "
+                f"[c, features, B] = {tuple(outputs.shape)}; got {got}"
+            )
+        storage = outputs.untyped_storage().data_ptr()
+        return tuple(r.clone() if r.untyped_storage().data_ptr() == storage else r
+                     for r in results)
 
     def _input(self, inputs: torch.Tensor) -> torch.Tensor:
         return inputs.clone() if self._copy_input else inputs
@@ -364,10 +437,12 @@ class PopulationEvaluator:
         return functional_call(self._template, params, (inputs,))
 
     @staticmethod
-    def _check_logits(logits: torch.Tensor, class_dim: int) -> torch.Tensor:
-        if logits.dim() != class_dim + 1:
-            raise EvoregError(f"the model must return logits [B, classes]; got {logits.shape}")
-        return logits
+    def _check_outputs(outputs: torch.Tensor, feature_dim: int) -> torch.Tensor:
+        if outputs.dim() != feature_dim + 1:
+            raise EvoregError(
+                f"the model must return outputs [B, features]; got {tuple(outputs.shape)}"
+            )
+        return outputs
 
     @contextlib.contextmanager
     def _precision(self):
@@ -383,6 +458,24 @@ class PopulationEvaluator:
 
 
 # --------------------------------------------------------------------------- helpers
+def _columns(parts: list[tuple[torch.Tensor, ...]]) -> list[list[torch.Tensor]]:
+    """Scores of consecutive candidate ranges, regrouped: one list per score output."""
+    counts = sorted({len(part) for part in parts})
+    if len(counts) > 1:
+        raise EvoregError(
+            f"the score returned {' or '.join(map(str, counts))} tensors for different "
+            "candidates; it must return the same number every time"
+        )
+    return [list(column) for column in zip(*parts)]
+
+
+def _concatenated(parts: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+    """Scores of consecutive candidate ranges as one tuple (a single range as it is)."""
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(torch.cat(column) for column in _columns(parts))
+
+
 def _with_offsets(model: nn.Module):
     start = 0
     for name, p in model.named_parameters():
