@@ -21,10 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+# Only light modules here: `evoreg --version`, `list` and `info` must not import torch,
+# numpy or nevergrad; the commands that need them import them inside their handler.
 from .config import config_fields, field_default, make_config, parse_assignment
 from .errors import EvoregError, close_matches, unknown_name
 from .registry import KINDS, Entry, Registry, get_registry
-from .report import safe_filename
 
 #: A family with more members than this is listed as one line (``ng:*``) unless asked for.
 COLLAPSE_ABOVE = 20
@@ -312,6 +313,7 @@ def field_comments(config: type) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- run
 def cmd_run(args: argparse.Namespace) -> int:
+    from .report import safe_filename
     from .runner import run
 
     registry = _registry()
