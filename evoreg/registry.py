@@ -172,6 +172,11 @@ def get_registry() -> Registry:
     return _default
 
 
+def is_loaded() -> bool:
+    """Whether this process already holds the registry (``get_registry`` costs nothing)."""
+    return _default is not None
+
+
 def reset_registry() -> None:
     """Forget the loaded registry (tests; after installing a plugin in a running process)."""
     global _default
