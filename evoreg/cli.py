@@ -166,7 +166,7 @@ def _warn_broken(broken: dict[str, str]) -> None:
 def _listing(show_broken: bool = True) -> RegistryIndex:
     """What `list` and `info` show, from the registry index while it is valid (no plugin is
     imported); otherwise the registry is loaded and the index written again."""
-    if registry_module.is_loaded():  # already here (tests, `python -c`): nothing to save
+    if registry_module.is_loaded():  # this process holds it already (a test, a program)
         index = RegistryIndex.from_registry(_registry(show_broken=False), describe)
     else:
         current = registry_index.fingerprint()
@@ -181,23 +181,23 @@ def _listing(show_broken: bool = True) -> RegistryIndex:
 
 # --------------------------------------------------------------------------- list
 def cmd_list(args: argparse.Namespace) -> int:
-    registry = _listing(show_broken=False)  # listed at the end instead
+    listing = _listing(show_broken=False)  # listed at the end instead
     kinds = [args.kind[:-1]] if args.kind else list(KINDS)
     if args.family is not None:
-        families = {e.family for kind in KINDS for e in registry.entries[kind].values()}
+        families = {e.family for kind in KINDS for e in listing.entries[kind].values()}
         if args.family not in families:
             raise unknown_name("family", args.family, families)
     sections = []
     for kind in kinds:
-        entries = sorted(registry.entries[kind].values(), key=lambda e: e.name)
+        entries = sorted(listing.entries[kind].values(), key=lambda e: e.name)
         if args.family is not None:
             entries = [e for e in entries if e.family == args.family]
         if entries or args.family is None:
             rows = _list_rows(kind, entries, expand=args.family is not None)
             sections.append(f"{kind.capitalize()}s ({len(entries)}):\n"
                             + _plain_table(["name", "family", "summary"], rows))
-    if registry.broken:
-        rows = [[name, error] for name, error in sorted(registry.broken.items())]
+    if listing.broken:
+        rows = [[name, error] for name, error in sorted(listing.broken.items())]
         sections.append("Broken plugins (not loaded):\n" + _plain_table(["plugin", "error"], rows))
     print("\n\n".join(sections))
     return 0

@@ -200,6 +200,41 @@ def test_broken_plugins_are_listed_and_warned_about_from_the_index(plugins, caps
                                        "ImportError: needs libfoo")
 
 
+UNRENDERABLE_SOURCE = """
+import dataclasses
+from evoreg import hookimpl
+from evoreg.plugins.random_search import RandomSearch
+
+@dataclasses.dataclass
+class Config:
+    rate: float = dataclasses.field(default_factory=lambda: 1 / 0)  # breaks `info`'s table
+
+class Unrenderable(RandomSearch):
+    \"\"\"A random search whose hyperparameter table cannot be rendered.\"\"\"
+    Config = Config
+
+@hookimpl
+def evoreg_register_optimizers(register):
+    register("unrenderable", Unrenderable)
+"""
+
+
+def test_an_entry_that_info_cannot_render_keeps_list_working_and_info_shows_why(
+    plugins, capsys, monkeypatch
+):
+    plugins.add("odd", UNRENDERABLE_SOURCE)
+    plugins.add("alpha", PLUGIN_SOURCE.format(name="alpha-search", summary="a"))
+    assert "unrenderable" in list_output(capsys, plugins)
+    with monkeypatch.context() as patch:  # list and other entries' info: from the index
+        refuse_loading(patch)
+        assert "A random search whose" in list_output(capsys, plugins)
+        assert main(["info", "alpha-search"]) == 0
+    plugins.forget_loaded()
+    # info renders it again from the registry, so the failure shows as a bug (traceback)
+    assert main(["info", "unrenderable"]) == 1
+    assert capsys.readouterr().err.strip().endswith("ZeroDivisionError: division by zero")
+
+
 @pytest.mark.parametrize(
     "content",
     [
