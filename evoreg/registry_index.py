@@ -122,14 +122,16 @@ def index_path(environ: Mapping[str, str] | None = None) -> Path:
 
 def read_index(fingerprint: dict[str, Any], path: Path | None = None) -> RegistryIndex | None:
     """The index stored at ``path`` when its fingerprint is ``fingerprint``, else None."""
-    path = index_path() if path is None else path
     try:
+        path = index_path() if path is None else path
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict) or data.get("fingerprint") != fingerprint:
             return None
         return RegistryIndex.from_json(data)
-    except (OSError, ValueError, TypeError, KeyError):
-        return None  # missing, unreadable or corrupt: the caller loads the registry instead
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError):
+        # missing, unreadable or corrupt, or no home folder to look in (RuntimeError): the
+        # caller loads the registry instead
+        return None
 
 
 def write_index(
@@ -137,9 +139,9 @@ def write_index(
 ) -> bool:
     """Store ``index`` at ``path`` (temporary file, then rename: readers never see half a
     file); True when written. A folder that cannot be written is not an error."""
-    path = index_path() if path is None else path
     temporary = None
     try:
+        path = index_path() if path is None else path
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
                                              dir=path.parent)
@@ -149,7 +151,7 @@ def write_index(
         os.replace(temporary, path)
         temporary = None
         return True
-    except (OSError, TypeError, ValueError):
+    except (OSError, TypeError, ValueError, RuntimeError):
         return False
     finally:
         if temporary is not None:
@@ -172,7 +174,7 @@ def fingerprint(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     # Sets: a distribution seen twice on sys.path (an egg-info folder in the current
     # directory beside the installed one) is the same, and the registry loads it once.
     distributions = sorted(
-        {(dist.metadata.get("Name") or "", dist.version or "")
+        {((dist.metadata or {}).get("Name") or "", dist.version or "")  # None: no METADATA
          for dist in importlib.metadata.distributions()}
     )
     return {
@@ -206,7 +208,7 @@ def source_stamps(modules: Iterable[str]) -> dict[str, list[list[Any]] | None]:
 def _stamps(package: str) -> list[list[Any]] | None:
     try:
         spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):  # a parent that fails to import, a module without spec
+    except Exception:  # noqa: BLE001 - a broken finder or parent package: stamped as not found
         return None
     if spec is None:
         return None

@@ -283,6 +283,19 @@ def test_an_unwritable_cache_is_not_an_error(plugins, capsys, monkeypatch, tmp_p
         assert "alpha-search" in captured.out and captured.err == ""
 
 
+def test_no_home_folder_is_not_an_error(plugins, capsys, monkeypatch):
+    plugins.add("alpha", PLUGIN_SOURCE.format(name="alpha-search", summary="a"))
+    for variable in ("EVOREG_CACHE_DIR", "XDG_CACHE_HOME", "HOME"):
+        monkeypatch.delenv(variable, raising=False)
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert "alpha-search" in list_output(capsys, plugins)
+    assert capsys.readouterr().err == ""
+
+
 def test_the_index_is_json_in_the_chosen_cache_folder(tmp_path):
     environ = {"EVOREG_CACHE_DIR": str(tmp_path / "a"), "XDG_CACHE_HOME": str(tmp_path / "b")}
     assert registry_index.index_path(environ).parent == tmp_path / "a"
