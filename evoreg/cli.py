@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import inspect
 import os
@@ -21,6 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+# Only light modules here: `evoreg --version`, `list` and `info` must not import torch,
+# numpy or nevergrad; the commands that need them import them inside their handler.
+from . import registry as registry_module
+from . import registry_index
 from .config import (
     config_fields,
     describe_bounds,
@@ -31,7 +36,7 @@ from .config import (
 )
 from .errors import EvoregError, close_matches, unknown_name
 from .registry import KINDS, Entry, Registry, get_registry
-from .report import safe_filename
+from .registry_index import IndexedEntry, RegistryIndex
 
 #: A family with more members than this is listed as one line (``ng:*``) unless asked for.
 COLLAPSE_ABOVE = 20
@@ -156,38 +161,58 @@ def _registry(show_broken: bool = True) -> Registry:
         warnings.simplefilter("always")
         registry = get_registry()
     if show_broken:
-        for name, error in registry.broken.items():
-            print(f"evoreg: warning: plugin {name!r} failed to load: {error}", file=sys.stderr)
+        _warn_broken(registry.broken)
     return registry
+
+
+def _warn_broken(broken: dict[str, str]) -> None:
+    for name, error in broken.items():
+        print(f"evoreg: warning: plugin {name!r} failed to load: {error}", file=sys.stderr)
+
+
+def _listing(show_broken: bool = True) -> RegistryIndex:
+    """What `list` and `info` show, from the registry index while it is valid (no plugin is
+    imported); otherwise the registry is loaded and the index written again."""
+    if registry_module.is_loaded():  # this process holds it already (a test, a program)
+        index = RegistryIndex.from_registry(_registry(show_broken=False), describe)
+    else:
+        current = registry_index.fingerprint()
+        index = registry_index.read_index(current)
+        if index is None:
+            index = RegistryIndex.from_registry(_registry(show_broken=False), describe)
+            registry_index.write_index(index, current)
+    if show_broken:
+        _warn_broken(index.broken)
+    return index
 
 
 # --------------------------------------------------------------------------- list
 def cmd_list(args: argparse.Namespace) -> int:
-    registry = _registry(show_broken=False)  # listed at the end instead
+    listing = _listing(show_broken=False)  # listed at the end instead
     kinds = [args.kind[:-1]] if args.kind else list(KINDS)
     if args.family is not None:
-        families = {e.family for kind in KINDS for e in registry.entries[kind].values()}
+        families = {e.family for kind in KINDS for e in listing.entries[kind].values()}
         if args.family not in families:
             raise unknown_name("family", args.family, families)
     sections = []
     for kind in kinds:
-        entries = sorted(registry.entries[kind].values(), key=lambda e: e.name)
+        entries = sorted(listing.entries[kind].values(), key=lambda e: e.name)
         if args.family is not None:
             entries = [e for e in entries if e.family == args.family]
         if entries or args.family is None:
             rows = _list_rows(kind, entries, expand=args.family is not None)
             sections.append(f"{kind.capitalize()}s ({len(entries)}):\n"
                             + _plain_table(["name", "family", "summary"], rows))
-    if registry.broken:
-        rows = [[name, error] for name, error in sorted(registry.broken.items())]
+    if listing.broken:
+        rows = [[name, error] for name, error in sorted(listing.broken.items())]
         sections.append("Broken plugins (not loaded):\n" + _plain_table(["plugin", "error"], rows))
     print("\n\n".join(sections))
     return 0
 
 
-def _list_rows(kind: str, entries: list[Entry], expand: bool) -> list[list[str]]:
+def _list_rows(kind: str, entries: list[IndexedEntry], expand: bool) -> list[list[str]]:
     """Name, family, summary per entry; a large family becomes one line with its count."""
-    by_family: dict[str, list[Entry]] = {}
+    by_family: dict[str, list[IndexedEntry]] = {}
     for entry in entries:
         by_family.setdefault(entry.family, []).append(entry)
     rows = []
@@ -207,7 +232,7 @@ def _list_rows(kind: str, entries: list[Entry], expand: bool) -> list[list[str]]
     return rows
 
 
-def _family_pattern(members: list[Entry]) -> str:
+def _family_pattern(members: list[IndexedEntry]) -> str:
     prefixes = {m.name.split(":", 1)[0] for m in members if ":" in m.name}
     if len(prefixes) == 1 and all(":" in m.name for m in members):
         return f"{prefixes.pop()}:*"
@@ -225,13 +250,18 @@ def _plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 # --------------------------------------------------------------------------- info
 def cmd_info(args: argparse.Namespace) -> int:
-    registry = _registry()
-    found = [registry.entries[kind][args.name] for kind in KINDS
-             if args.name in registry.entries[kind]]
+    listing = _listing()
+    found = [listing.entries[kind][args.name] for kind in KINDS
+             if args.name in listing.entries[kind]]
     if not found:
-        known = [name for kind in KINDS for name in registry.entries[kind]]
+        known = [name for kind in KINDS for name in listing.entries[kind]]
         raise unknown_name("optimizer or problem", args.name, known)
-    print("\n\n".join(describe(entry) for entry in found))
+    if any(entry.description is None for entry in found):
+        # Rendering failed when the index was built: render again, to show why.
+        registry = _registry(show_broken=False)
+        print("\n\n".join(describe(registry.get(entry.kind, entry.name)) for entry in found))
+    else:
+        print("\n\n".join(entry.description for entry in found))
     return 0
 
 
@@ -289,6 +319,13 @@ def field_comments(config: type) -> dict[str, str]:
     Read from the source of the Config class and its dataclass bases; empty when the source
     is not available (a class built at run time, a frozen application).
     """
+    return dict(_field_comments(config))
+
+
+# Cached: inspect.getsource parses the class's whole module, and the registry index renders
+# ~550 entries that share a few Config classes (all ng:* share one): 1.1 s -> 0.1 s.
+@functools.lru_cache(maxsize=256)
+def _field_comments(config: type) -> dict[str, str]:
     names = {field.name for field in config_fields(config)}
     comments: dict[str, str] = {}
     for cls in reversed(config.__mro__):  # a subclass's comment wins over its base's
@@ -315,6 +352,7 @@ def field_comments(config: type) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- run
 def cmd_run(args: argparse.Namespace) -> int:
+    from .report import safe_filename
     from .runner import run
 
     registry = _registry()

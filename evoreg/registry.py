@@ -2,8 +2,9 @@
 
 Plugins come from the ``evoreg`` entry-point group. ``EVOREG_PLUGINS=a,b`` loads only the
 entry points named ``a`` and ``b``; ``EVOREG_DISABLE_PLUGINS=c`` skips ``c``. A plugin that
-fails to import, or whose hook raises, is recorded as broken (``evoreg list`` shows it with
-its error) and the others keep working.
+fails to import, whose hook raises, or that gets a hook wrong (a misspelt hook name or
+argument, a hook function without ``@hookimpl``: pluggy would never call it) is recorded as
+broken (``evoreg list`` shows it with its error) and the others keep working.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import EvoregError, unknown_name
+from .errors import EvoregError, close_matches, unknown_name
 
 ENTRY_POINT_GROUP = "evoreg"
 ONLY_VARIABLE = "EVOREG_PLUGINS"
@@ -95,8 +96,18 @@ class Registry:
         name = name or getattr(plugin, "__name__", repr(plugin))
         try:
             self.manager.register(plugin, name=name)
+        except pluggy.PluginValidationError as error:  # a hookimpl argument the hook lacks
+            if self.manager.is_registered(plugin):  # older pluggy registers it half-way
+                self.manager.unregister(plugin)
+            self._mark_broken(name, EvoregError(" ".join(str(error).split())))
+            return
         except ValueError as error:
             raise EvoregError(f"plugin {name!r} is already registered") from error
+        mistake = self._hook_mistake(plugin, name)
+        if mistake is not None:
+            self.manager.unregister(plugin)
+            self._mark_broken(name, *mistake)
+            return
         for kind, hook in (
             ("optimizer", self.manager.hook.evoreg_register_optimizers),
             ("problem", self.manager.hook.evoreg_register_problems),
@@ -113,6 +124,38 @@ class Registry:
                 self._mark_broken(name, error)
                 return
 
+    def _hook_mistake(self, plugin: Any, name: str) -> tuple[EvoregError, str | None] | None:
+        """A hook that ``plugin`` gets wrong, which pluggy would silently never call, as an
+        error and where it is; None when there is none.
+
+        Either a ``@hookimpl`` whose name is no hook of evoreg (a misspelling: pluggy keeps it
+        for a hook that may be declared later, which evoreg never does), or a function named
+        like a hook but without ``@hookimpl``.
+        """
+        hooks = sorted(hook_name for hook_name, caller in vars(self.manager.hook).items()
+                       if not hook_name.startswith("_") and caller.has_spec())
+        for caller in self.manager.get_hookcallers(plugin) or []:
+            if caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and not impl.optionalhook:
+                    matches = close_matches(caller.name, hooks, n=1)
+                    hint = (f"did you mean {matches[0]!r}?"
+                            if matches else "evoreg's hooks: " + ", ".join(hooks))
+                    error = EvoregError(
+                        f"plugin {name!r} implements unknown hook {caller.name!r}; {hint}"
+                    )
+                    return error, _definition(impl.function)
+        for hook_name in hooks:
+            function = getattr(plugin, hook_name, None)
+            if callable(function) and self.manager.parse_hookimpl_opts(plugin, hook_name) is None:
+                error = EvoregError(
+                    f"plugin {name!r} defines {hook_name}() without the @hookimpl marker, so "
+                    f"it is never called; decorate it with @evoreg.hookimpl"
+                )
+                return error, _definition(function)
+        return None
+
     def _registrar(self, kind: str, plugin: str, added: list[str]) -> Callable[..., None]:
         def register(name: str, factory: Callable[..., Any], **info: Any) -> None:
             if not isinstance(name, str) or not name:
@@ -128,9 +171,13 @@ class Registry:
 
         return register
 
-    def _mark_broken(self, name: str, error: BaseException) -> None:
-        where = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
-        detail = f" ({where.filename}:{where.lineno})" if where else ""
+    def _mark_broken(self, name: str, error: BaseException, where: str | None = None) -> None:
+        """Record plugin ``name`` as broken by ``error``, raised at ``where`` (``file:line``;
+        default: where the error was raised)."""
+        if where is None and error.__traceback__ is not None:
+            frame = traceback.extract_tb(error.__traceback__)[-1]
+            where = f"{frame.filename}:{frame.lineno}"
+        detail = f" ({where})" if where else ""
         self.broken[name] = f"{type(error).__name__}: {error}{detail}"
         warnings.warn(f"evoreg plugin {name!r} failed to load: {self.broken[name]}", stacklevel=3)
 
@@ -154,6 +201,12 @@ class Registry:
         return problem
 
 
+def _definition(function: Callable[..., Any]) -> str | None:
+    """``file:line`` where ``function`` is defined, when Python knows it."""
+    code = getattr(inspect.unwrap(function), "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else None
+
+
 def _name_set(value: str | None) -> set[str] | None:
     if value is None:
         return None
@@ -170,6 +223,11 @@ def get_registry() -> Registry:
         _default = Registry()
         _default.load_entry_points()
     return _default
+
+
+def is_loaded() -> bool:
+    """Whether this process already holds the registry (``get_registry`` costs nothing)."""
+    return _default is not None
 
 
 def reset_registry() -> None:

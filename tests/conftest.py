@@ -1,12 +1,27 @@
+import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import evoreg
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_registry_index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The CLI's registry index goes to a folder of this session (this process and the
+    subprocesses it starts), never to the user's cache."""
+    folder = tmp_path_factory.mktemp("evoreg-cache")
+    before = os.environ.get("EVOREG_CACHE_DIR")
+    os.environ["EVOREG_CACHE_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        del os.environ["EVOREG_CACHE_DIR"]
+    else:
+        os.environ["EVOREG_CACHE_DIR"] = before
 
 
 @pytest.fixture

@@ -109,3 +109,34 @@ def test_eval_throughput_quick(tmp_path):
     assert isinstance(result["goal"]["met"], bool)
     # --no-doc: the shared table is not touched
     assert (doc.read_text() if doc.exists() else None) == doc_before
+
+
+def test_cli_startup_quick(tmp_path):
+    doc = ROOT / "docs" / "benchmarks.md"
+    doc_before = doc.read_text() if doc.exists() else None
+    command = [sys.executable, str(BENCHMARKS / "cli_startup.py"), "--quick",
+               "--out", str(tmp_path), "--no-doc"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    assert [p.name for p in tmp_path.iterdir()] == ["cli_startup.json"]
+    result = json.loads((tmp_path / "cli_startup.json").read_text())
+    for key in ("benchmark", "date", "command", "machine", "versions", "config", "repeats",
+                "figures", "index_bytes", "goal"):
+        assert key in result, key
+    assert result["benchmark"] == "cli_startup" and "--quick" in result["command"]
+    assert len(result["repeats"]) == 1 and result["index_bytes"] > 0
+    timed = {"python -c pass", "evoreg --version"} | {
+        f"evoreg {command} ({index} index)" for index in ("warm", "cold")
+        for command in ("list", "info random-search", "info ng:NGOpt")
+    }
+    assert set(result["figures"]) == timed
+    for figures in result["figures"].values():
+        assert 0 < figures["median_s"] <= figures["p90_s"]
+    assert set(result["goal"]["checks"]) == {
+        "evoreg --version", "evoreg list (warm index)", "evoreg info random-search (warm index)",
+        "evoreg info ng:NGOpt (warm index)",
+    }
+    assert isinstance(result["goal"]["met"], bool)
+    # --no-doc: the shared table is not touched
+    assert (doc.read_text() if doc.exists() else None) == doc_before

@@ -8,7 +8,9 @@ import types
 import pytest
 
 import evoreg
+import evoreg.registry
 from evoreg import EvoregError, UnknownNameError, hookimpl
+from evoreg.cli import main
 from evoreg.registry import Registry
 
 RandomSearch = evoreg.optimizers()["random-search"].factory
@@ -148,3 +150,116 @@ def test_problems_package_is_also_the_listing_function():
 
     assert "sphere" in evoreg.problems()
     assert evoreg.problems.sphere.Sphere is evoreg.problems()["sphere"].factory
+
+
+# --------------------------------------------------------------------------- hooks gotten wrong
+def _module_with(name: str, **functions) -> types.ModuleType:
+    module = types.ModuleType(name)
+    for attribute, function in functions.items():
+        setattr(module, attribute, function)
+    return module
+
+
+def _register_works(register):
+    register("works", RandomSearch)
+
+
+def test_a_misspelt_hook_marks_its_plugin_broken_naming_the_close_match():
+    @hookimpl
+    def evoreg_register_optimizer(register):  # the "s" is missing: pluggy would never call it
+        register("never", RandomSearch)
+
+    registry = Registry()
+    registry.add_plugin(_module_with("good", evoreg_register_optimizers=hookimpl(_register_works)))
+    with pytest.warns(UserWarning, match="'typo' failed to load"):
+        registry.add_plugin(
+            _module_with("typo", evoreg_register_optimizer=evoreg_register_optimizer)
+        )
+    message = registry.broken["typo"]
+    assert message.startswith(
+        "EvoregError: plugin 'typo' implements unknown hook 'evoreg_register_optimizer'; "
+        "did you mean 'evoreg_register_optimizers'?"
+    )
+    code = evoreg_register_optimizer.__code__
+    assert message.endswith(f"({code.co_filename}:{code.co_firstlineno})")  # its definition
+    assert set(registry.entries["optimizer"]) == {"works"}  # the other plugin keeps working
+    assert not registry.manager.has_plugin("typo")
+
+
+def test_an_unknown_hook_without_a_close_match_lists_the_hooks():
+    @hookimpl
+    def setup_everything(register):
+        pass
+
+    registry = Registry()
+    with pytest.warns(UserWarning):
+        registry.add_plugin(_module_with("odd", setup_everything=setup_everything))
+    assert ("unknown hook 'setup_everything'; evoreg's hooks: evoreg_register_optimizers, "
+            "evoreg_register_problems") in registry.broken["odd"]
+
+
+def test_an_optional_hook_of_another_version_is_not_a_mistake():
+    # pluggy's own opt-out: a hook the plugin knows may not exist in this version of evoreg
+    @hookimpl(optionalhook=True)
+    def evoreg_register_losses(register):
+        pass
+
+    registry = Registry()
+    registry.add_plugin(_module_with("future", evoreg_register_losses=evoreg_register_losses,
+                                     evoreg_register_optimizers=hookimpl(_register_works)))
+    assert registry.broken == {} and "works" in registry.entries["optimizer"]
+
+
+def test_a_hook_function_without_the_marker_is_a_mistake():
+    def evoreg_register_problems(register):  # no @hookimpl: pluggy ignores it
+        register("forgotten", evoreg.problems()["sphere"].factory)
+
+    registry = Registry()
+    with pytest.warns(UserWarning, match="'unmarked' failed to load"):
+        registry.add_plugin(_module_with("unmarked",
+                                         evoreg_register_problems=evoreg_register_problems,
+                                         evoreg_register_optimizers=hookimpl(_register_works)))
+    assert registry.broken["unmarked"].startswith(
+        "EvoregError: plugin 'unmarked' defines evoreg_register_problems() without the "
+        "@hookimpl marker, so it is never called; decorate it with @evoreg.hookimpl"
+    )
+    assert registry.entries["optimizer"] == {} and registry.entries["problem"] == {}
+
+
+def test_a_misnamed_hook_argument_marks_only_its_plugin_broken():
+    @hookimpl
+    def evoreg_register_optimizers(reg):  # pluggy passes `register` by name
+        reg("never", RandomSearch)
+
+    registry = Registry()
+    with pytest.warns(UserWarning, match="'args' failed to load"):
+        registry.add_plugin(
+            _module_with("args", evoreg_register_optimizers=evoreg_register_optimizers)
+        )
+    registry.add_plugin(_module_with("good", evoreg_register_optimizers=hookimpl(_register_works)))
+    assert "Argument(s) {'reg'} are declared in the hookimpl" in registry.broken["args"]
+    assert "\n" not in registry.broken["args"]  # one line, like every other plugin error
+    assert set(registry.entries["optimizer"]) == {"works"}
+
+
+def test_evoreg_list_shows_a_misspelt_hook(tmp_path, monkeypatch, capsys):
+    (tmp_path / "evoreg_test_typo.py").write_text(
+        "from evoreg import hookimpl\n"
+        "@hookimpl\n"
+        "def evoreg_register_problem(register):\n"
+        "    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake = [importlib.metadata.EntryPoint("typo", "evoreg_test_typo", "evoreg"),
+            importlib.metadata.EntryPoint("sphere", "evoreg.problems.sphere", "evoreg")]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: fake)
+    registry = Registry()
+    with pytest.warns(UserWarning, match="'typo' failed to load"):
+        registry.load_entry_points(environ={})
+    monkeypatch.setattr(evoreg.registry, "_default", registry)
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "sphere" in out
+    broken = out[out.index("Broken plugins"):]
+    assert "typo" in broken and "did you mean 'evoreg_register_problems'?" in broken
+    assert f"({tmp_path / 'evoreg_test_typo.py'}:2)" in broken  # where its definition starts
