@@ -164,7 +164,9 @@ class Optimizer:
             return Population(noise.mul_(sigma).add_(center), ids)
         offsets = table.offsets(n, self.space.dim, self.generator).tolist()
         genomes = [((0, 0.0), (offset, float(sigma))) for offset in offsets]
-        decoder = Decoder(self.space.dim, bases=center.unsqueeze(0), table=table,
+        # A copy of the centre: a plugin that later updates its own in place must not change
+        # the candidates it has handed out.
+        decoder = Decoder(self.space.dim, bases=center.unsqueeze(0).clone(), table=table,
                           device=self.device)
         return LazyPopulation(genomes, decoder, ids)
 
