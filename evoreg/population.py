@@ -43,6 +43,9 @@ class Population:
     candidates updated by the problem).
     """
 
+    #: True when rows are written out as they are read: a reader then offers a buffer.
+    lazy = False
+
     def __init__(self, values: Any, ids: torch.Tensor | None = None) -> None:
         self._values = values
         self.ids = ids if ids is None else torch.as_tensor(ids, dtype=torch.int64)
@@ -234,6 +237,8 @@ class LazyPopulation(Population):
     writes every row once and keeps them; evaluators of large networks read ``rows`` or
     ``chunks`` into a buffer of their own instead.
     """
+
+    lazy = True
 
     def __init__(
         self, genomes: Sequence[LazyGenome], decoder: Decoder, ids: torch.Tensor | None = None

@@ -272,7 +272,9 @@ class PopulationForward:
 
     def _rows(self, population, start: int, stop: int) -> torch.Tensor:
         """Rows ``start:stop`` (through ``read_rows``), checked, as float32 on the device."""
-        rows = read_rows(population, start, stop, self._row_buffer(stop - start))
+        lazy = getattr(population, "lazy", False)  # dense rows are views: no buffer needed
+        out = self._row_buffer(stop - start) if lazy else None
+        rows = read_rows(population, start, stop, out)
         if not isinstance(rows, torch.Tensor) or rows.dim() != 2 or rows.shape[1] != self.dim:
             shape = tuple(rows.shape) if isinstance(rows, torch.Tensor) else type(rows)
             raise EvoregError(
