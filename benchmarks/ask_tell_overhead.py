@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -180,7 +181,7 @@ def worker(args: Args) -> dict:
         if index >= args.warmup:
             rounds.append(record)
     return {"rounds": rounds, "torch_threads": torch.get_num_threads(),
-            "thp": __import__("os").environ.get("THP_MEM_ALLOC_ENABLE")}
+            "thp": os.environ.get("THP_MEM_ALLOC_ENABLE")}
 
 
 # --------------------------------------------------------------------------- the run

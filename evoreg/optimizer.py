@@ -160,7 +160,7 @@ class Optimizer:
         read); without it, fresh normals drawn now."""
         table = self.shared_table
         if table is None:
-            noise = torch.randn(n, self.space.dim, generator=self.generator, device=self.device)
+            noise = self.normals(torch.empty(n, self.space.dim, device=self.device))
             return Population(noise.mul_(sigma).add_(center), ids)
         offsets = table.offsets(n, self.space.dim, self.generator).tolist()
         genomes = [((0, 0.0), (offset, float(sigma))) for offset in offsets]

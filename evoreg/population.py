@@ -304,7 +304,7 @@ class LazyPopulation(Population):
             return payload
         used = sorted({g[0][0] for g in genomes})
         if len(used) >= len(genomes):  # as many bases as rows: the rows are no larger
-            return {"rows": self.rows(start, stop).cpu()}
+            return super().to_payload(start, stop)
         renumber = {old: new for new, old in enumerate(used)}
         payload["genomes"] = [((renumber[g[0][0]], g[0][1]), *g[1:]) for g in genomes]
         payload["bases"] = self.decoder.bases[used].cpu()
