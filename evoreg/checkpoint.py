@@ -1,8 +1,11 @@
-"""Atomic files: a kill -9 in the middle of a write leaves the previous file intact."""
+"""Files of a run directory: atomic writes (a kill -9 in the middle of a write leaves the
+previous file intact) and the lock that keeps a directory to one writer."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import tempfile
@@ -10,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .errors import EvoregError
+
+LOCK_FILE = ".lock"
 
 
 @contextlib.contextmanager
@@ -63,3 +70,36 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return repr(value)
+
+
+@contextlib.contextmanager
+def exclusive_lock(directory: str | os.PathLike, what: str = "run"):
+    """Hold ``directory``'s lock file for the block: one writer per run or bench directory.
+
+    A second process is refused at once (exit 2 from the CLI) instead of interleaving its
+    generations with the first one's. ``flock`` is released by the kernel when the holder
+    dies, so a killed run never leaves a stale lock; the file itself stays (removing it
+    would let two processes lock two different files).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = open(directory / LOCK_FILE, "a+")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise EvoregError(
+                f"{directory} is in use by another evoreg {what} ({holder}); wait for it to "
+                "finish or use another directory"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
