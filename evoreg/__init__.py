@@ -39,12 +39,14 @@ _EXPORTS = {
     "PopulationForward": ".nets",
     "Problem": ".problem",
     "Real": ".spaces",
+    "RunInterrupted": ".errors",
     "RunResult": ".runner",
     "Space": ".spaces",
     "UnknownNameError": ".errors",
     "flatten_parameters": ".nets",
     "glorot_uniform_": ".nets",
     "hookimpl": ".hookspecs",
+    "load_checkpoint": ".checkpoint",
     "make_optimizer": ".registry",
     "make_problem": ".registry",
     "noise": ".gaussian",
@@ -53,6 +55,7 @@ _EXPORTS = {
     "problems": ".problems",
     "get_registry": ".registry",
     "run": ".runner",
+    "save_checkpoint": ".checkpoint",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -210,13 +210,15 @@ def bench(
     resume: bool = False,
     progress: Progress | None = None,
     keep_going: bool = False,
+    trust_checkpoint: bool = False,
 ) -> list[dict[str, Any]]:
     """Run the grid of ``config`` into ``out_dir``; return the summary rows.
 
     Each row is one (problem, optimizer) pair: ``problem``, ``optimizer`` (labels), ``n``,
     ``median``, ``q1``, ``q3`` (of the best loss over seeds), ``median_wall_time`` (seconds
     per cell), ``budget_unit``, ``seeds`` and ``report`` (medians of the numeric held-out
-    figures). ``out_dir/summary.json`` also holds every cell.
+    figures). ``out_dir/summary.json`` also holds every cell. ``trust_checkpoint`` loads
+    cells' pickled checkpoint state that another user saved (see ``evoreg.run``).
     """
     grid = load_grid(config)
     out = Path(out_dir)
@@ -227,7 +229,7 @@ def bench(
     records = []
     for index, (problem, optimizer, seed) in enumerate(cells, 1):
         try:
-            record = _run_cell(grid, problem, optimizer, seed, out, resume)
+            record = _run_cell(grid, problem, optimizer, seed, out, resume, trust_checkpoint)
         except Exception as error:
             if not keep_going:
                 raise
@@ -255,7 +257,13 @@ def _check_out_dir(out: Path, resume: bool) -> None:
 
 
 def _run_cell(
-    grid: Grid, problem: Arm, optimizer: Arm, seed: int, out: Path, resume: bool
+    grid: Grid,
+    problem: Arm,
+    optimizer: Arm,
+    seed: int,
+    out: Path,
+    resume: bool,
+    trust_checkpoint: bool = False,
 ) -> dict[str, Any]:
     where = cell_dir(out, problem, optimizer, seed)
     budget = grid.budget_of(problem)
@@ -276,6 +284,7 @@ def _run_cell(
                 problem_config=problem.config,
                 optimizer_config=optimizer.config,
                 progress=False,
+                trust_checkpoint=trust_checkpoint,
             )
         except EvoregError as error:
             raise EvoregError(f"cell {where.relative_to(out)}: {error}") from error

@@ -34,7 +34,7 @@ from .config import (
     parse_assignment,
     type_name,
 )
-from .errors import EvoregError, close_matches, unknown_name
+from .errors import EvoregError, RunInterrupted, close_matches, unknown_name
 from .registry import KINDS, Entry, Registry, get_registry
 from .registry_index import IndexedEntry, RegistryIndex
 
@@ -83,9 +83,12 @@ def _main(argv: Sequence[str] | None) -> int:
         if error.filename is None:
             raise  # not about a path the user gave: a bug
         _fail(f"cannot use {error.filename}: {error.strerror}")
-    except KeyboardInterrupt:
-        print("evoreg: interrupted (run or bench again with --resume to continue)",
-              file=sys.stderr)
+    except RunInterrupted as stopped:  # SIGINT/SIGTERM: a checkpoint was written
+        print(f"evoreg: {stopped.message}", file=sys.stderr)
+        return 128 + stopped.signum
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside a run's generations
+        print("evoreg: interrupted before a checkpoint could be written; --resume continues "
+              "from the last one saved, if any", file=sys.stderr)
         return 130
     return 2
 
@@ -123,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a hyperparameter; prefix problem. or optimizer. when both have it")
     runner.add_argument("--out", type=Path, help="default: runs/<problem>-<optimizer>-seed<S>")
     runner.add_argument("--resume", action="store_true", help="continue the run in --out")
+    runner.add_argument("--trust-checkpoint", action="store_true",
+                        help="load pickled checkpoint state (nevergrad's) that another user saved; "
+                             "unpickling can run code: only for files from someone you trust")
     runner.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
                         help="generations between checkpoints (default: every 30 s)")
     runner.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
@@ -137,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, required=True, metavar="DIR")
     bench.add_argument("--resume", action="store_true",
                        help="skip finished cells, continue unfinished ones")
+    bench.add_argument("--trust-checkpoint", action="store_true",
+                       help="load pickled checkpoint state (nevergrad's) that another user saved; "
+                            "unpickling can run code: only for files from someone you trust")
     bench.add_argument("--keep-going", action="store_true",
                        help="record a failing cell (its traceback in error.txt) and go on")
     bench.set_defaults(handler=cmd_bench)
@@ -372,6 +381,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         out_dir=out,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
+        trust_checkpoint=args.trust_checkpoint,
         device=args.device,
         problem_config=problem_config,
         optimizer_config=optimizer_config,
@@ -494,7 +504,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"[{index}/{total}] {where}: {outcome} ({cell['status']})", file=sys.stderr)
 
     rows = bench(args.config, args.out, resume=args.resume, progress=progress,
-                 keep_going=args.keep_going)
+                 keep_going=args.keep_going, trust_checkpoint=args.trust_checkpoint)
     print(summary_markdown(rows) if rows else "no cell finished")
     print(f"\nwrote {args.out / 'summary.md'} and {args.out / 'summary.json'}; "
           f"plots: evoreg report {args.out}")

@@ -10,6 +10,15 @@ class EvoregError(ValueError):
     """Bad input from a user: an unknown name, a bad hyperparameter, a misuse of ask/tell."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a run after a whole generation; ``message`` says what was
+    saved. A KeyboardInterrupt, so code that stops on Ctrl-C stops on it too."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum, self.message = signum, message
+
+
 class UnknownNameError(EvoregError, KeyError):
     """A name (optimizer, problem, config key) that is not known."""
 

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from . import statecodec
 from .config import NoConfig, make_config
 from .devices import resolve_device
 from .errors import EvoregError
@@ -42,7 +43,9 @@ class Optimizer:
     #: Spaces the algorithm accepts.
     spaces: ClassVar[tuple[type, ...]] = (Space,)
     #: Attributes rebuilt by ``setup()`` and left out of ``state_dict()`` (caches, tables).
-    #: Every other attribute is saved in checkpoints, so it must pickle.
+    #: Every other attribute is saved in checkpoints: as data (tensors, arrays, numbers,
+    #: strings, containers of them), which anyone can load safely, or else pickled, which
+    #: only the user who saved it loads without ``--trust-checkpoint``.
     transient: ClassVar[tuple[str, ...]] = ()
     #: Keywords the runner passes to ``Problem.evaluate`` for this optimizer's populations:
     #: gradient methods ask for ``{"gradients": True}`` and find them in ``pop.evaluation``.
@@ -231,17 +234,19 @@ class Optimizer:
             "config": dataclasses.asdict(self.config),
             "generation": self.generation,
             "best_loss": self.best_loss,
-            "best_x": self.best_x,
+            "best_x": statecodec.snapshot(self.best_x, f"{self.name}.best_x"),
             "next_id": self._next_id,
             "next_serial": self._next_serial,
             "latest_serial": self._latest_serial,
             "pending": sorted(self._pending),
             "generator": self.generator.get_state(),
-            "rng": self.rng.bit_generator.state,
+            "rng": statecodec.snapshot(self.rng.bit_generator.state),
             "warned_nonfinite": self._warned_nonfinite,
-            # Pickled: a copy (later steps cannot change it) that is also quick to save, where
-            # deepcopy plus torch.save of a large object graph (nevergrad's archive) is not.
-            "algorithm": self._pickled_algorithm(),
+            # A copy as data (later steps cannot change it), loadable without running code;
+            # or, when an attribute is an object only pickle can hold, one pickle of them
+            # all, so references between them survive (nevergrad's optimizer and the
+            # candidates it handed out).
+            "algorithm": self._algorithm_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -257,7 +262,7 @@ class Optimizer:
             )
         self.generation = state["generation"]
         self.best_loss = state["best_loss"]
-        self.best_x = state["best_x"]
+        self.best_x = statecodec.revive(state["best_x"])
         self._next_id = state["next_id"]
         self._next_serial = state["next_serial"]
         # States saved before "latest_serial" existed: the last population asked.
@@ -266,7 +271,7 @@ class Optimizer:
         self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = state["rng"]
         self._warned_nonfinite = state["warned_nonfinite"]
-        for key, value in pickle.loads(state["algorithm"]).items():
+        for key, value in statecodec.revive(state["algorithm"]).items():
             setattr(self, key, value)
 
     # ----------------------------------------------------------------- internals
@@ -280,11 +285,18 @@ class Optimizer:
                 "_tell(self, pop, losses) -> None"
             )
 
-    def _pickled_algorithm(self) -> bytes:
+    def _algorithm_state(self) -> dict[str, Any] | statecodec.Pickled:
         skip = self._base_attributes | set(self.transient)
         algorithm = {key: value for key, value in vars(self).items() if key not in skip}
+        if not statecodec.needs_pickle(algorithm):
+            return statecodec.snapshot(algorithm, self.name)
         try:
-            return pickle.dumps(algorithm, protocol=pickle.HIGHEST_PROTOCOL)
+            return statecodec.Pickled(
+                pickle.dumps(algorithm, protocol=pickle.HIGHEST_PROTOCOL), trusted=True,
+                what=f"{self.name}'s " + ", ".join(
+                    key for key, value in algorithm.items() if statecodec.needs_pickle(value)
+                ),
+            )
         except Exception:  # noqa: BLE001 - name the attribute, whatever pickle raised
             for key, value in algorithm.items():
                 try:

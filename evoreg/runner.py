@@ -2,10 +2,17 @@
 
 ``out_dir`` receives ``run.json`` (what was run), ``log.jsonl`` (a line per generation),
 ``checkpoint.pt`` (written atomically every ``checkpoint_every`` generations, or by default
-every ``checkpoint_seconds`` of wall time, and at the end), ``result.json`` and
-``convergence.png``. ``resume=True`` continues a killed run from its last checkpoint; on
-CPU with the same seed it ends exactly where an uninterrupted run ends, because the
-optimizer's and the problem's random states are part of the checkpoint.
+every ``checkpoint_seconds`` of wall time, on SIGINT/SIGTERM, and at the end),
+``result.json`` and ``convergence.png``. ``resume=True`` continues a killed run from its last
+checkpoint; on CPU with the same seed it ends exactly where an uninterrupted run ends,
+because the optimizer's and the problem's random states are part of the checkpoint.
+
+A run directory is held by one process at a time (``DIR/.lock``). Its files are written
+once the first generation has been scored, so a run that fails to start leaves nothing to
+refuse a corrected retry. Checkpoints are data (see :mod:`evoreg.checkpoint`): they carry
+the run's identity, which a resume must match, and a checksum. The log is fsynced before
+each checkpoint; on resume the lines after the checkpoint's count, whose generations run
+again, are moved to ``log.superseded.jsonl`` rather than deleted.
 
 ``run`` sets up (``_build``, ``_open``), runs ``_loop`` and writes the outputs (``_finish``);
 ``_loop`` is the algorithm itself, the same for every optimizer and problem.
@@ -16,7 +23,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,9 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint, write_json
+from . import statecodec
+from .checkpoint import exclusive_lock, load_checkpoint, save_checkpoint, write_json
 from .environment import machine, versions
-from .errors import EvoregError
+from .errors import EvoregError, RunInterrupted
 from .optimizer import Optimizer
 from .problem import Evaluation, Problem
 from .registry import get_registry, make_optimizer, make_problem
@@ -38,6 +50,12 @@ RUN_FILE, LOG_FILE, CHECKPOINT_FILE, RESULT_FILE = (
     "checkpoint.pt",
     "result.json",
 )
+#: Where resume puts the log lines of generations that run again.
+SUPERSEDED_LOG_FILE = "log.superseded.jsonl"
+#: What a resumed run must share with the checkpoint it continues.
+IDENTITY_KEYS = ("problem", "problem_config", "optimizer", "optimizer_config", "seed",
+                 "budget_unit")
+
 #: Where a generation is scored: "local" (in this process) or "ray" (evoreg.distributed).
 EVALUATORS = ("local", "ray")
 
@@ -78,6 +96,7 @@ def run(
     evaluator: str = "local",
     ray_address: str | None = None,
     workers: int | None = None,
+    trust_checkpoint: bool = False,
 ) -> RunResult:
     """Minimise ``problem`` with ``optimizer`` until ``budget`` (in the problem's unit) is used.
 
@@ -89,8 +108,12 @@ def run(
     ``evaluator="ray"`` scores each generation on ``workers`` Ray actors (default: one per
     CPU) of the cluster at ``ray_address`` ("auto", "host:port"; None starts a local Ray),
     with the same result as ``"local"`` (see :mod:`evoreg.distributed`).
+    ``trust_checkpoint`` loads a checkpoint's pickled state (nevergrad's optimizers) even
+    when another user saved it: only for files from someone you trust.
+    SIGINT and SIGTERM stop the run after the current generation, with a checkpoint, and
+    raise ``RunInterrupted``.
     """
-    _check_settings(budget, evaluator, checkpoint_every)
+    _check_settings(budget, evaluator, checkpoint_every, seed)
     problem_name = problem if isinstance(problem, str) else None
     problem, optimizer = _build(
         problem, optimizer, seed, device, problem_config, optimizer_config
@@ -99,36 +122,81 @@ def run(
     _check_pairing(problem, optimizer, evaluator)
     session = _Session(problem, optimizer, _describe(problem, optimizer, seed, budget),
                        checkpoint_every, checkpoint_seconds)
-    if out_dir is not None:
-        session.open(Path(out_dir), resume)
-        if session.finished(budget):
-            return session.earlier_result()
-    ray = {"address": ray_address, "num_workers": workers} if evaluator == "ray" else None
-    with _scoring(problem, problem_name, problem_config, device, ray) as evaluate, \
-            session.outputs(budget, progress):
-        _loop(session, evaluate, budget)
-    return session.finish(plot, seed)
+    with contextlib.ExitStack() as held:
+        if out_dir is not None:
+            held.enter_context(exclusive_lock(out_dir, "run"))
+            session.open(Path(out_dir), resume, trust_checkpoint)
+            if session.finished(budget):
+                return session.earlier_result()
+        ray = ({"address": ray_address, "num_workers": workers} if evaluator == "ray"
+               else None)
+        with _scoring(problem, problem_name, problem_config, device, ray) as evaluate, \
+                session.outputs(budget, progress), _stop_on_signals() as stop:
+            _loop(session, evaluate, budget, stop)
+        return session.finish(plot, seed)
 
 
-def _loop(session: _Session, evaluate: Callable[..., Evaluation], budget: float) -> None:
-    """The run itself: ask, evaluate, tell, record, checkpoint, until the budget is used."""
+def _loop(
+    session: _Session,
+    evaluate: Callable[..., Evaluation],
+    budget: float,
+    stop: list[int] | None = None,
+) -> None:
+    """The run itself: ask, evaluate, tell, record, checkpoint, until the budget is used
+    or a signal asked to ``stop`` (the signal's number is put in the list)."""
     optimizer = session.optimizer
     while session.cost < budget:
         pop = optimizer.ask()
         evaluation = evaluate(pop, **optimizer.evaluate_with)
         optimizer.tell(pop, evaluation)
         session.record(evaluation)
+        if stop:
+            session.stop(stop[0])
         session.checkpoint_if_due()
 
 
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[list[int]]:
+    """While the loop runs, SIGINT and SIGTERM ask it to stop after the current generation
+    (a second one acts as usual: Ctrl-C twice stops at once). Signals can only be handled
+    in the main thread; elsewhere they keep their usual effect."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(signum: int, frame: Any) -> None:
+        if not received:
+            received.append(signum)
+            print(f"evoreg: {signal.Signals(signum).name}: stopping after this generation "
+                  "to save a checkpoint (send it again to stop at once)", file=sys.stderr)
+        signal.signal(signum, previous[signum])
+
+    for signum in previous:
+        signal.signal(signum, handle)
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 # --------------------------------------------------------------------------- setting up
-def _check_settings(budget: float, evaluator: str, checkpoint_every: int | None) -> None:
+def _check_settings(
+    budget: float, evaluator: str, checkpoint_every: int | None, seed: int
+) -> None:
     if evaluator not in EVALUATORS:
         raise EvoregError(
             f"unknown evaluator {evaluator!r}; valid evaluators: {', '.join(EVALUATORS)}"
         )
-    if not budget > 0:
-        raise EvoregError(f"budget must be > 0, got {budget!r}")
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)):
+        raise EvoregError(f"budget must be a number, got {budget!r}")
+    if not math.isfinite(budget) or not budget > 0:
+        # An infinite budget would run until killed, writing log lines all the while.
+        raise EvoregError(f"budget must be > 0 and finite, got {budget!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise EvoregError(f"seed must be an int >= 0, got {seed!r}")
     if checkpoint_every is not None and checkpoint_every < 1:
         raise EvoregError(f"checkpoint_every must be >= 1, got {checkpoint_every!r}")
 
@@ -234,62 +302,109 @@ class _Session:
         self.out: Path | None = None
         self._log_file: Any = None
         self._bar: Any = None
+        self._files_started = False
+        self._log_keep: int | None = None  # bytes of the log that resume keeps
         self._started = self._last_checkpoint = time.perf_counter()
 
     # ------------------------------------------------------------- the run directory
-    def open(self, out: Path, resume: bool) -> None:
-        """Take ``out`` for this run; with ``resume``, continue the run it holds."""
-        run_file = out / RUN_FILE
-        if run_file.exists():
-            if not resume:
-                raise EvoregError(
-                    f"{out} already holds a run; pass resume=True (--resume) or another directory"
-                )
-            earlier = json.loads(run_file.read_text())
-            changed = [
-                key for key in self.description
-                if key not in ("budget", "device") and earlier.get(key) != _plain(
-                    self.description[key]
-                )
-            ]
-            if changed:
-                raise EvoregError(
-                    f"cannot resume {out}: {', '.join(changed)} differ from the run it holds"
-                )
-        out.mkdir(parents=True, exist_ok=True)
+    def open(self, out: Path, resume: bool, trust_checkpoint: bool = False) -> None:
+        """Take ``out`` (whose lock the caller holds) for this run; with ``resume``,
+        continue the run it holds. Reads only: nothing is written until the first
+        generation has been scored (``_start_files``)."""
+        held = [name for name in (RUN_FILE, CHECKPOINT_FILE, LOG_FILE) if (out / name).exists()]
+        if held and not resume:
+            raise EvoregError(
+                f"{out} already holds a run ({', '.join(held)}); pass resume=True (--resume) "
+                "or another directory"
+            )
+        self.out = out
         for abandoned in out.glob(".*.tmp"):  # temporaries of writes that a kill cut short
             abandoned.unlink()
-        write_json(self.description, run_file)
-        self.out = out
-        if resume and (out / CHECKPOINT_FILE).exists():
-            self._restore(load_checkpoint(out / CHECKPOINT_FILE))
-        # Lines written after the last checkpoint belong to generations that are run again.
-        with open(out / LOG_FILE, "w") as log_file:
-            log_file.writelines(json.dumps(record) + "\n" for record in self.log)
+        if (out / RUN_FILE).exists():
+            self._check_identity(read_json(out / RUN_FILE, "run"), RUN_FILE)
+        if (out / CHECKPOINT_FILE).exists():
+            checkpoint = load_checkpoint(out / CHECKPOINT_FILE, trust=trust_checkpoint,
+                                         device=self.optimizer.device)
+            if not isinstance(checkpoint, dict) or "identity" not in checkpoint:
+                raise EvoregError(f"{out / CHECKPOINT_FILE} is not a run's checkpoint")
+            self._check_identity(checkpoint["identity"], CHECKPOINT_FILE)
+            self._restore(checkpoint)
+        else:
+            self._log_keep = 0
+            self.log = []
+
+    def _check_identity(self, earlier: Any, source: str) -> None:
+        if not isinstance(earlier, dict):
+            raise EvoregError(f"cannot resume {self.out}: {source} does not describe a run")
+        changed = [
+            f"{key} {_short(earlier.get(key))} -> {_short(self.description[key])}"
+            for key in IDENTITY_KEYS if earlier.get(key) != _plain(self.description[key])
+        ]
+        if changed:
+            raise EvoregError(
+                f"cannot resume {self.out}: this run differs from the one its {source} "
+                f"holds ({'; '.join(changed)})"
+            )
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        self.problem.load_state_dict(checkpoint["problem"])
-        self.generation, self.cost = checkpoint["generation"], checkpoint["cost"]
-        self.elapsed = checkpoint["elapsed"]
-        self.log = read_log(self.out)[: checkpoint["log_lines"]]
+        try:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            self.problem.load_state_dict(statecodec.revive(checkpoint["problem"]))
+            self.generation, self.cost = checkpoint["generation"], checkpoint["cost"]
+            self.elapsed, lines = checkpoint["elapsed"], checkpoint["log_lines"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            if isinstance(error, EvoregError):
+                raise
+            raise EvoregError(
+                f"{self.out / CHECKPOINT_FILE} does not hold a state this run can continue "
+                f"({type(error).__name__}: {error})"
+            ) from None
+        self.log, self._log_keep = _checked_log(self.out, lines)
 
     def finished(self, budget: float) -> bool:
         return self.out is not None and (self.out / RESULT_FILE).exists() and self.cost >= budget
 
     def earlier_result(self) -> RunResult:
         """The result a finished run directory holds."""
-        result = json.loads((self.out / RESULT_FILE).read_text())
-        return RunResult(
-            best_loss=result["best_loss"],
-            recommendation=self.optimizer.recommend(),
-            report=result["report"],
-            generations=result["generations"],
-            cost=result["cost"],
-            wall_time=result["wall_time"],
-            out_dir=self.out,
-            log=self.log,
-        )
+        result = read_json(self.out / RESULT_FILE, "result")
+        try:
+            return RunResult(
+                best_loss=float(result["best_loss"]),
+                recommendation=self.optimizer.recommend(),
+                report=dict(result["report"]),
+                generations=int(result["generations"]),
+                cost=float(result["cost"]),
+                wall_time=float(result["wall_time"]),
+                out_dir=self.out,
+                log=self.log,
+            )
+        except (KeyError, TypeError, ValueError):
+            raise EvoregError(
+                f"{self.out / RESULT_FILE} is damaged; move it away and resume to write it "
+                "again from the checkpoint"
+            ) from None
+
+    def _start_files(self) -> None:
+        """Write ``run.json`` and set the log to the checkpoint's lines: done when the run
+        is known to start (its first generation scored) or to be finished."""
+        if self.out is None or self._files_started:
+            return
+        self._files_started = True
+        write_json(self.description, self.out / RUN_FILE)
+        path = self.out / LOG_FILE
+        if path.exists() and path.stat().st_size > (self._log_keep or 0):
+            with open(path, "rb") as log_file:
+                log_file.seek(self._log_keep or 0)
+                superseded = log_file.read()
+            if superseded.strip():
+                if not superseded.endswith(b"\n"):
+                    superseded += b"\n"  # a line cut by a kill stays a line of its own
+                with open(self.out / SUPERSEDED_LOG_FILE, "ab") as kept:
+                    kept.write(superseded)
+                    kept.flush()
+                    os.fsync(kept.fileno())
+            os.truncate(path, self._log_keep or 0)
+        self._log_file = open(path, "a")  # noqa: SIM115 - closed by outputs()
 
     # ------------------------------------------------------------- during the loop
     @contextlib.contextmanager
@@ -301,8 +416,6 @@ class _Session:
 
             self._bar = tqdm(total=budget, initial=self.cost,
                              unit=f" {self.problem.budget_unit}", dynamic_ncols=True)
-        if self.out is not None:
-            self._log_file = open(self.out / LOG_FILE, "a")  # noqa: SIM115
         self._started = time.perf_counter() - self.elapsed
         self._last_checkpoint = time.perf_counter()
         try:
@@ -315,6 +428,7 @@ class _Session:
 
     def record(self, evaluation: Evaluation) -> None:
         """Count the generation and write its line to the log."""
+        self._start_files()
         self.generation += 1
         self.cost += float(evaluation.cost)
         self.elapsed = time.perf_counter() - self._started
@@ -338,8 +452,14 @@ class _Session:
             self.checkpoint()
 
     def checkpoint(self) -> None:
+        self._start_files()
+        if self._log_file is not None:
+            # The checkpoint counts log lines: they must be on disk before it is.
+            self._log_file.flush()
+            os.fsync(self._log_file.fileno())
         save_checkpoint(
             {
+                "identity": {**_plain(self.description), "versions": versions()},
                 "generation": self.generation,
                 "cost": self.cost,
                 "elapsed": self.elapsed,
@@ -350,6 +470,19 @@ class _Session:
             self.out / CHECKPOINT_FILE,
         )
         self._last_checkpoint = time.perf_counter()
+
+    def stop(self, signum: int) -> None:
+        """Save what a resume needs and raise ``RunInterrupted`` (a signal arrived)."""
+        name = signal.Signals(signum).name
+        where = f"generation {self.generation}"
+        if self.out is None:
+            raise RunInterrupted(signum, f"{name}: stopped after {where}; nothing was saved "
+                                         "(the run has no out_dir)")
+        self.checkpoint()
+        raise RunInterrupted(
+            signum, f"{name}: stopped after {where}; checkpoint saved in {self.out}: run the "
+                    "same command with --resume to continue"
+        )
 
     # ------------------------------------------------------------- after the loop
     def finish(self, plot: bool, seed: int) -> RunResult:
@@ -368,6 +501,9 @@ class _Session:
         )
         if self.out is not None:
             self.checkpoint()
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
             write_json(
                 {
                     **self.description,
@@ -410,12 +546,55 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=repr))
 
 
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file of a run directory, or one line saying it is damaged."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise EvoregError(f"{path} is damaged ({type(error).__name__}); it should hold the "
+                          f"{what}'s JSON") from None
+
+
+def _checked_log(run_dir: Path, lines: int) -> tuple[list[dict[str, Any]], int]:
+    """The first ``lines`` records of the log (what the checkpoint counts) and their size in
+    bytes; one line of refusal, with nothing changed, when they are not all there."""
+    path = Path(run_dir) / LOG_FILE
+    data = path.read_bytes() if path.exists() else b""
+    records, offset = [], 0
+    for number in range(1, lines + 1):
+        end = data.find(b"\n", offset)
+        if end < 0:
+            raise EvoregError(
+                f"cannot resume {run_dir}: {LOG_FILE} holds {number - 1} whole lines and the "
+                f"checkpoint counts {lines}; restore the log from a copy or start again "
+                "(nothing was changed)"
+            )
+        try:
+            record = json.loads(data[offset:end])
+            if not isinstance(record, dict):
+                raise ValueError("not a record")
+        except (ValueError, UnicodeDecodeError):
+            raise EvoregError(
+                f"cannot resume {run_dir}: line {number} of {LOG_FILE} is damaged and the "
+                f"checkpoint counts {lines} lines; restore the log from a copy or start again "
+                "(nothing was changed)"
+            ) from None
+        records.append(record)
+        offset = end + 1
+    return records, offset
+
+
 def read_log(run_dir: Path) -> list[dict[str, Any]]:
     """The generation records of a run directory, up to a line cut by a kill."""
     path = Path(run_dir) / LOG_FILE
     records = []
     if path.exists():
-        for line in path.read_text().splitlines():
+        for line in path.read_text(errors="replace").splitlines():
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:

@@ -21,13 +21,13 @@ improves on a toy loss within 600 evaluations; ``recommend`` is a candidate of t
 from __future__ import annotations
 
 import copy
-import io
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from .checkpoint import dumps, loads
 from .errors import EvoregError
 from .optimizer import Optimizer
 from .problem import Evaluation
@@ -158,12 +158,10 @@ def check_state_round_trip(spec: OptimizerSpec) -> None:
     optimizer, space = make(spec, seed=3)
     for _ in range(3):
         _step(optimizer, space)
-    buffer = io.BytesIO()
-    torch.save(optimizer.state_dict(), buffer)
+    saved = dumps(optimizer.state_dict())
     continued = optimizer.ask()
     restored, _ = make(spec, seed=99)  # everything must come from the state
-    buffer.seek(0)
-    restored.load_state_dict(torch.load(buffer, weights_only=False))
+    restored.load_state_dict(loads(saved))
     again = restored.ask()
     assert torch.equal(continued.ids, again.ids), "the restored optimizer asks other ids"
     if isinstance(space, Genome):

@@ -33,10 +33,11 @@ print(f"{name}: error rate {optimizer.best_loss:.3f} after 30 generations")
 
 with tempfile.TemporaryDirectory() as folder:
     path = Path(folder) / "optimizer.pt"
-    torch.save(optimizer.state_dict(), path)
+    # evoreg's checkpoint file: data, checksummed; nevergrad's pickled state inside it is
+    # signed with this user's key, so only files this user saved load without trust=True.
+    evoreg.save_checkpoint(optimizer.state_dict(), path)
     resumed = evoreg.make_optimizer(name, space, popsize=8, seed=0)
-    # The state holds RNG states and the algorithm's objects, not only tensors: our own file.
-    resumed.load_state_dict(torch.load(path, weights_only=False))
+    resumed.load_state_dict(evoreg.load_checkpoint(path))
 for _ in range(30):
     pop = resumed.ask()
     resumed.tell(pop, error_rate(pop.values))

@@ -24,6 +24,20 @@ def isolated_registry_index(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         os.environ["EVOREG_CACHE_DIR"] = before
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The checkpoint signing key of the tests' user lives in a folder of this session,
+    never in the real user's config directory."""
+    folder = tmp_path_factory.mktemp("evoreg-config")
+    before = os.environ.get("EVOREG_CONFIG_DIR")
+    os.environ["EVOREG_CONFIG_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        del os.environ["EVOREG_CONFIG_DIR"]
+    else:
+        os.environ["EVOREG_CONFIG_DIR"] = before
+
+
 @pytest.fixture
 def real_space() -> evoreg.Real:
     return evoreg.Real(5)

@@ -1,12 +1,12 @@
 """goea and leea do what their papers say: operators, selection, acceptance, schedules."""
 
-import io
 
 import pytest
 import torch
 
 import evoreg
 from evoreg import EvoregError, Real
+from evoreg.checkpoint import dumps, loads
 from evoreg.plugins.leea import offspring_counts
 
 
@@ -229,11 +229,9 @@ def test_leea_resumes_exactly_with_every_state_in_use():
     for _ in range(3):
         pop = opt.ask()
         opt.tell(pop, sphere(pop.values))
-    buffer = io.BytesIO()
-    torch.save(opt.state_dict(), buffer)
-    buffer.seek(0)
+    saved = dumps(opt.state_dict())
     restored = make("leea", 8, seed=5, **config)
-    restored.load_state_dict(torch.load(buffer, weights_only=False))
+    restored.load_state_dict(loads(saved))
     for _ in range(3):
         a, b = opt.ask(), restored.ask()
         assert torch.equal(a.values, b.values) and torch.equal(a.ids, b.ids)

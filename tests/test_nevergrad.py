@@ -1,7 +1,6 @@
 """The nevergrad bridge, both ways: ng:<Name> in evoreg, evoreg optimizers in nevergrad."""
 
 import inspect
-import io
 import warnings
 
 import nevergrad as ng
@@ -11,6 +10,7 @@ import torch
 
 import evoreg
 from evoreg import Categorical, EvoregError, Real
+from evoreg.checkpoint import dumps, loads
 from evoreg.plugins.nevergrad_bridge import EvoregOptimizer, register_in_nevergrad
 
 
@@ -151,11 +151,9 @@ def test_state_dict_round_trip_with_pending_candidates(name):
         pop = opt.ask()
         opt.tell(pop, (pop.values - 1).pow(2).sum(1))
     pending = opt.ask()  # asked, not yet told: its nevergrad candidates are in the state
-    buffer = io.BytesIO()
-    torch.save(opt.state_dict(), buffer)
-    buffer.seek(0)
+    saved = dumps(opt.state_dict())
     restored = evoreg.make_optimizer(name, space, seed=99, popsize=4)
-    restored.load_state_dict(torch.load(buffer, weights_only=False))
+    restored.load_state_dict(loads(saved))
     # The base refuses populations another instance handed out, so the restored copy tells
     # a population equal to the pending one: its nevergrad candidates came through the state.
     twin = evoreg.Population(pending.values.clone(), pending.ids.clone())
