@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from . import statecodec
 from .errors import EvoregError
 from .optimizer import Optimizer
 from .population import Population
@@ -24,6 +25,8 @@ class TorchOptimizerMethod(Optimizer):
 
     spaces = (Real,)
     evaluate_with = {"gradients": True}
+    # Saved through its own state_dict (tensors and numbers), so a checkpoint stays data.
+    transient = ("torch_optimizer",)
 
     def make_torch_optimizer(self, params: list[torch.Tensor]) -> torch.optim.Optimizer:
         raise NotImplementedError
@@ -35,6 +38,15 @@ class TorchOptimizerMethod(Optimizer):
     def setup(self) -> None:
         self.x = self.space.initial().to(self.device).requires_grad_(True)
         self.torch_optimizer = self.make_torch_optimizer([self.x])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(),
+                "torch_optimizer": statecodec.snapshot(self.torch_optimizer.state_dict())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)  # a new self.x: the torch optimizer must step it
+        self.torch_optimizer = self.make_torch_optimizer([self.x])
+        self.torch_optimizer.load_state_dict(statecodec.revive(state["torch_optimizer"]))
 
     def _ask(self, n: int) -> torch.Tensor:
         if n != 1:

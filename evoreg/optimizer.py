@@ -271,7 +271,10 @@ class Optimizer:
         self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = state["rng"]
         self._warned_nonfinite = state["warned_nonfinite"]
-        for key, value in statecodec.revive(state["algorithm"]).items():
+        algorithm = statecodec.revive(state["algorithm"])
+        if not isinstance(algorithm, dict):
+            raise EvoregError(f"the saved state of {self.name} holds no algorithm state")
+        for key, value in algorithm.items():
             setattr(self, key, value)
 
     # ----------------------------------------------------------------- internals

@@ -80,7 +80,7 @@ def _snapshot(value: Any, name: str, memo: dict[int, Any]) -> Any:
     if kind in (tuple, set, frozenset):
         copied = kind(_snapshot(v, name, memo) for v in value)
     elif isinstance(value, torch.Tensor) and kind in (torch.Tensor, torch.nn.Parameter):
-        copied = value.detach().clone()
+        copied = value.detach().clone().requires_grad_(value.requires_grad)
     elif kind is np.ndarray and value.dtype != object:
         copied = value.copy()
     elif isinstance(value, (np.generic, torch.dtype, torch.device, bytes, Pickled)):
@@ -149,7 +149,7 @@ def _revive(value: Any, memo: dict[int, Any]) -> Any:
     elif kind is Pickled:
         revived = value.load()
     elif isinstance(value, torch.Tensor):
-        revived = value.clone()
+        revived = value.detach().clone().requires_grad_(value.requires_grad)
     elif kind is np.ndarray:
         revived = value.copy()
     else:
@@ -208,8 +208,11 @@ def _encode(value: Any, blobs: list, memo: dict[int, int], counter: list[int]) -
     if isinstance(value, torch.Tensor):
         flat = value.detach().to("cpu").contiguous().reshape(-1)
         blobs.append(memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else b"")
-        return {"tensor": len(blobs) - 1, "dtype": str(value.dtype).removeprefix("torch."),
+        node = {"tensor": len(blobs) - 1, "dtype": str(value.dtype).removeprefix("torch."),
                 "shape": list(value.shape), "device": value.device.type}
+        if value.requires_grad:  # a leaf a torch.optim optimizer steps (gradient methods)
+            node["grad"] = True
+        return node
     if kind is np.ndarray:
         if value.dtype == object:
             raise EvoregError("numpy arrays of Python objects cannot be saved as data")
@@ -248,7 +251,7 @@ class _Decoder:
     def decode(self, node: Any) -> Any:
         if isinstance(node, _PLAIN):
             return node
-        if isinstance(node, list) or not isinstance(node, dict) or len(node) not in (1, 2, 3, 4):
+        if isinstance(node, list) or not isinstance(node, dict) or not 1 <= len(node) <= 5:
             raise _damaged(f"unexpected node {type(node).__name__}")
         if "ref" in node:
             index = node["ref"]
@@ -302,7 +305,7 @@ class _Decoder:
                 tensor = tensor.reshape(shape)
             if node.get("device") not in (None, "cpu") and self.device is not None:
                 tensor = tensor.to(self.device)
-            return tensor
+            return tensor.requires_grad_(bool(node.get("grad", False)))
         if "ndarray" in node:
             try:
                 dtype = np.dtype(str(node.get("dtype")))
