@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -328,6 +329,7 @@ class _Session:
             if not isinstance(checkpoint, dict) or "identity" not in checkpoint:
                 raise EvoregError(f"{out / CHECKPOINT_FILE} is not a run's checkpoint")
             self._check_identity(checkpoint["identity"], CHECKPOINT_FILE)
+            _warn_of_other_versions(checkpoint["identity"].get("versions"), out)
             self._restore(checkpoint)
         else:
             self._log_keep = 0
@@ -544,6 +546,22 @@ def _record(session: _Session, evaluation: Evaluation) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=repr))
+
+
+def _warn_of_other_versions(saved: Any, out: Path) -> None:
+    """A resume with other versions of the packages that draw and compute may not end
+    where an uninterrupted run would: say so (it still runs)."""
+    if not isinstance(saved, dict):
+        return
+    now = versions()
+    changed = [f"{name} {saved[name]} -> {now.get(name)}" for name in ("evoreg", "torch",
+               "numpy", "nevergrad") if name in saved and saved[name] != now.get(name)]
+    if changed:
+        warnings.warn(
+            f"{out} was checkpointed with other versions ({', '.join(changed)}): the resumed "
+            "run continues, but may not match an uninterrupted one exactly",
+            RuntimeWarning, stacklevel=4,
+        )
 
 
 def _short(value: Any) -> str:

@@ -380,3 +380,13 @@ def test_files_honour_the_umask(tmp_path, umask):
     for name in ("run.json", "log.jsonl", "checkpoint.pt", "result.json"):
         mode = stat.S_IMODE((out / name).stat().st_mode)
         assert mode == 0o666 & ~umask, (name, oct(mode))
+
+
+def test_a_checkpoint_of_other_versions_warns_and_continues(tmp_path):
+    out = tmp_path / "run"
+    _run(out)
+    state = load_checkpoint(out / "checkpoint.pt")
+    state["identity"]["versions"]["torch"] = "0.0.1"
+    save_checkpoint(state, out / "checkpoint.pt")
+    with pytest.warns(RuntimeWarning, match=r"torch 0\.0\.1 -> "):
+        _run(out, budget=128, resume=True)
