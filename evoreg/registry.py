@@ -219,8 +219,8 @@ class Registry:
             where = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else None
             raise _ImportTimedOut(
                 EvoregError(
-                    f"{label} did not finish importing within {limit:g} s; it is not used "
-                    f"({TIMEOUT_VARIABLE}=SECONDS to wait longer)"
+                    f"{label} did not finish importing within {limit:g} s "
+                    f"({TIMEOUT_VARIABLE}); it is not used"
                 ),
                 f"still running at {where}" if where else None,
             )
