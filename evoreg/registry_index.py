@@ -185,10 +185,7 @@ def fingerprint(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     # Sets: a distribution seen twice on sys.path (an egg-info folder in the current
     # directory beside the installed one) is the same, and the registry loads it once.
-    distributions = sorted(
-        {((dist.metadata or {}).get("Name") or "", dist.version or "")  # None: no METADATA
-         for dist in importlib.metadata.distributions()}
-    )
+    distributions = sorted({_name_and_version(dist) for dist in importlib.metadata.distributions()})
     # Each entry point with its distribution: a package that gains an entry point with the
     # name and target of a built-in one changes neither the other lists nor, when the
     # package is an editable install, its version, yet evoreg now reports it as a clash.
@@ -206,6 +203,13 @@ def fingerprint(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "environment": {name: environ.get(name) for name in (ONLY_VARIABLE, DISABLE_VARIABLE)},
         "sources": source_stamps(ep.module for ep in entry_points),
     }
+
+
+def _name_and_version(dist: importlib.metadata.Distribution) -> tuple[str, str]:
+    # One parse of the METADATA file: `dist.version` would parse it again, and parsing is
+    # most of the fingerprint's time (some 80 distributions, 30 ms of `evoreg list`).
+    metadata = dist.metadata or {}  # None: no METADATA
+    return metadata.get("Name") or "", metadata.get("Version") or ""
 
 
 def source_stamps(modules: Iterable[str]) -> dict[str, list[list[Any]] | None]:
