@@ -18,7 +18,8 @@ A third-party plugin is imported in a daemon thread, and the registry stops wait
 on import is broken and never used, and the interpreter can still exit. Built-ins are
 imported in the calling thread (their imports are evoreg's own, and some of their
 dependencies expect the main thread); one that takes longer than the limit is named on
-stderr, so a hang shows where it is.
+stderr, so a hang shows where it is. So are third-party plugins when the registry is loaded
+from a module's top level (a helper thread could wait for that module's import lock).
 """
 
 from __future__ import annotations
@@ -188,10 +189,10 @@ class Registry:
         so an import that runs over the limit goes on in its daemon thread (which does not
         keep the interpreter alive) and its module is never used.
         """
-        if limit is None or _being_imported(entry_point.module):
-            # No limit; or this thread is importing its package right now (a package that
-            # uses the registry while it is imported): another thread would wait for this
-            # one's import lock until the limit.
+        if limit is None or _inside_an_import():
+            # No limit; or the registry is loaded from a module's top level, whose import
+            # lock this thread holds: a helper thread whose plugin imports that module (a
+            # package's plugin doing `from . import x`) would wait for it until the limit.
             return entry_point.load()
         label = origin.describe_plugin(entry_point.name)
         if origin.builtin:
@@ -424,13 +425,13 @@ def _normalized(distribution: str) -> str:
     return re.sub(r"[-_.]+", "-", distribution).lower()
 
 
-def _being_imported(module: str) -> bool:
-    """Whether ``module`` or a package above it is in the middle of its import."""
-    parts = module.split(".")
-    for depth in range(1, len(parts) + 1):
-        spec = getattr(sys.modules.get(".".join(parts[:depth])), "__spec__", None)
-        if getattr(spec, "_initializing", False):
+def _inside_an_import() -> bool:
+    """Whether this thread is running a module's top level (importlib is on its stack)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
             return True
+        frame = frame.f_back
     return False
 
 

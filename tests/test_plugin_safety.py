@@ -297,6 +297,35 @@ def test_a_slow_builtin_is_named_on_stderr_and_still_loaded(site: Site) -> None:
     assert "Broken plugins" not in done.stdout and "random-search" in done.stdout
 
 
+def test_a_package_that_loads_the_registry_while_it_is_imported_gets_its_own_plugin(
+    site: Site
+) -> None:
+    # Its plugin module is imported in the thread that is importing the package: in a
+    # helper thread, the plugin's own `from . import ...` would wait for the package's
+    # import lock, which this thread holds until the registry is loaded, until the limit.
+    site.install("evoreg-selfloading", "1.0", {"selfloading": "evoreg_test_pkg.plugin"}, {})
+    package = site.folder / "evoreg_test_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import time\n"
+        "from evoreg.registry import Registry\n"
+        "REGISTRY = Registry()\n"
+        "START = time.monotonic()\n"
+        "REGISTRY.load_entry_points({'EVOREG_PLUGINS': 'selfloading',\n"
+        "                            'EVOREG_PLUGIN_IMPORT_TIMEOUT': '2'})\n"
+        "SECONDS = time.monotonic() - START\n"
+    )
+    (package / "plugin.py").write_text(
+        "from . import REGISTRY\n" + IMPOSTOR.format(module="pkg", names=["pkg-search"]))
+    site.modules += ["evoreg_test_pkg", "evoreg_test_pkg.plugin"]
+    importlib.invalidate_caches()
+    import evoreg_test_pkg  # noqa: PLC0415 - written by this test
+
+    assert evoreg_test_pkg.REGISTRY.broken == {}
+    assert set(evoreg_test_pkg.REGISTRY.entries["optimizer"]) == {"pkg-search"}
+    assert evoreg_test_pkg.SECONDS < 2
+
+
 def test_the_import_time_limit_comes_from_the_environment() -> None:
     variable = evoreg.registry.TIMEOUT_VARIABLE
     assert import_timeout({}) == 10.0
