@@ -188,8 +188,10 @@ def _listing(show_broken: bool = True) -> RegistryIndex:
         current = registry_index.fingerprint()
         index = registry_index.read_index(current)
         if index is None:
-            index = RegistryIndex.from_registry(_registry(show_broken=False), describe)
-            registry_index.write_index(index, current)
+            registry = _registry(show_broken=False)
+            index = RegistryIndex.from_registry(registry, describe)
+            if not registry.timed_out:  # a hang now may not be one next time: check again
+                registry_index.write_index(index, current)
     if show_broken:
         _warn_broken(index.broken)
     return index
@@ -276,9 +278,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def describe(entry: Entry) -> str:
     """What ``evoreg info`` prints for one entry."""
+    origin = entry.origin
+    distribution = f" ({origin.distribution} {origin.version})" if origin.distribution else ""
     lines = [
         f"{entry.name} ({entry.kind})",
-        f"  plugin:  {entry.plugin}",
+        f"  plugin:  {entry.plugin}{distribution}",
         f"  family:  {entry.family or '-'}",
     ]
     unit = getattr(entry.factory, "budget_unit", None)

@@ -53,11 +53,12 @@ def test_builtins_come_from_entry_points():
 def test_duplicate_names_are_rejected_and_the_first_kept():
     registry = Registry()
     registry.add_plugin(_plugin("first", optimizers=["twin"]))
-    with pytest.warns(UserWarning, match="already registered"):
+    with pytest.warns(UserWarning, match="already provides"):
         registry.add_plugin(_plugin("second", optimizers=["twin", "other"]))
     assert registry.entries["optimizer"]["twin"].plugin == "first"
     assert "other" not in registry.entries["optimizer"]  # the failing plugin is rolled back
-    assert "already registered by plugin 'first'" in registry.broken["second"]
+    assert ("plugin 'second' registers optimizer 'twin', which plugin 'first' already "
+            "provides") in registry.broken["second"]
 
 
 def test_a_plugin_whose_hook_raises_is_broken_and_the_others_work():
