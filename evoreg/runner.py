@@ -43,7 +43,7 @@ from .environment import machine, versions
 from .errors import EvoregError, RunInterrupted
 from .optimizer import Optimizer
 from .problem import Evaluation, Problem
-from .registry import get_registry, make_optimizer, make_problem
+from .registry import get_registry, make_optimizer, make_problem, provenance
 
 RUN_FILE, LOG_FILE, CHECKPOINT_FILE, RESULT_FILE = (
     "run.json",
@@ -252,7 +252,19 @@ def _describe(problem: Problem, optimizer: Optimizer, seed: int, budget: float) 
         "budget": budget,
         "budget_unit": problem.budget_unit,
         "device": str(optimizer.device),
+        # Which installed package provided each: a plugin could otherwise pass for another.
+        "provenance": {"problem": _provenance("problem", problem),
+                       "optimizer": _provenance("optimizer", optimizer)},
     }
+
+
+def _provenance(kind: str, built: Problem | Optimizer) -> dict[str, Any]:
+    """The distribution that registered ``built``'s name, if its class is the one there."""
+    entry = get_registry().entries[kind].get(built.name)
+    if entry is None or (isinstance(entry.factory, type) and not isinstance(built, entry.factory)):
+        return {"distribution": None, "version": None, "plugin": None,
+                "class": f"{type(built).__module__}.{type(built).__qualname__}"}
+    return provenance(kind, built.name)
 
 
 @contextlib.contextmanager

@@ -390,3 +390,28 @@ def test_a_checkpoint_of_other_versions_warns_and_continues(tmp_path):
     save_checkpoint(state, out / "checkpoint.pt")
     with pytest.warns(RuntimeWarning, match=r"torch 0\.0\.1 -> "):
         _run(out, budget=128, resume=True)
+
+
+def test_run_json_names_the_distribution_that_provided_each_part(tmp_path):
+    _run(tmp_path / "run")
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["provenance"]
+    version = evoreg.registry.provenance("optimizer", "random-search")["version"]
+    assert recorded["optimizer"] == {"distribution": "evoreg", "version": version,
+                                     "plugin": "random_search"}
+    assert recorded["problem"]["distribution"] == "evoreg"
+    evoreg.run(_Counts(), "random-search", 8, out_dir=tmp_path / "own",
+               progress=False, plot=False)
+    recorded = json.loads((tmp_path / "own" / "run.json").read_text())["provenance"]
+    assert recorded["problem"]["distribution"] is None
+    assert recorded["problem"]["class"].endswith("_Counts")
+
+
+class _Counts(evoreg.Problem):
+    name = "counts"
+    budget_unit = "evaluations"
+
+    def setup(self) -> None:
+        self.space = evoreg.Real(3)
+
+    def evaluate(self, pop, *, gradients: bool = False) -> evoreg.Evaluation:
+        return evoreg.Evaluation(pop.values.pow(2).sum(dim=1), cost=float(len(pop)))
