@@ -9,6 +9,10 @@ finish. A trial is *identical* when its ``result.json`` has the reference's ``be
 ``generations``, ``cost`` and ``report``, and its ``log.jsonl`` the reference's records
 (timing fields left out); a directory is *unusable* when a process that was not killed exits
 non-zero, prints a traceback or a refusal, or hangs, or when no ``result.json`` is left.
+``--controls`` uninterrupted reruns per configuration check that the reference itself is
+reproducible, without which a divergence would say nothing about resume (``leea-digits``
+pins ``problem.strategy=batched`` for that reason; ``--configs leea-digits-auto`` runs the
+default, timing-chosen strategy).
 
 Only public behaviour is used (the command line, the files of a run directory), so the
 benchmark judges whatever checkpoint format the runner writes. Kills are of three kinds,
