@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import gc
 import inspect
+import math
 import os
 import re
 import sys
@@ -116,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("optimizer")
     runner.add_argument("--budget", type=number, required=True, metavar="N",
                         help="in the problem's unit (evaluations, frames, epochs)")
-    runner.add_argument("--seed", type=int, default=0)
+    runner.add_argument("--seed", type=seed_number, default=0, help="an integer >= 0")
     runner.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     runner.add_argument("--set", dest="assignments", action="append", default=[],
                         metavar="KEY=VALUE",
@@ -148,11 +149,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def number(text: str) -> int | float:
-    """An int when the text is one (keeps run.json tidy), else a float."""
+    """An int when the text is one (keeps run.json tidy), else a finite float: a budget of
+    inf would run forever, one of nan would never start."""
     try:
         return int(text)
     except ValueError:
-        return float(text)
+        value = float(text)  # argparse words a ValueError as "invalid number value"
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def seed_number(text: str) -> int:
+    """A run seed: an integer >= 0 (numpy's SeedSequence, which derives the problem's and
+    the optimizer's seeds from it, refuses negative ones)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
+    return value
 
 
 def _registry(show_broken: bool = True) -> Registry:

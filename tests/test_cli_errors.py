@@ -11,6 +11,7 @@ import pytest
 
 import evoreg
 import evoreg.registry
+import evoreg.runner
 from evoreg.cli import main
 from evoreg.config import bounded, make_config
 
@@ -91,3 +92,23 @@ def test_every_registered_config_accepts_its_defaults_and_refuses_nan():
                 if field.type in (float, "float") or "float" in str(field.type):
                     with pytest.raises(evoreg.EvoregError, match="is not a number"):
                         make_config(entry.config, entry.name, {field.name: math.nan})
+
+
+# --------------------------------------------------------------------------- run
+def test_negative_seed_is_refused(tmp_path, capsys):
+    args = ["run", "sphere", "random-search", "--budget", "16", "--device", "cpu",
+            "--out", str(tmp_path / "run"), "--seed", "-1"]
+    assert main(args) == 2  # was numpy's "expected non-negative integer" traceback
+    assert "argument --seed: '-1' is not an integer >= 0" in error_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("budget", ["inf", "nan", "1e400"])
+def test_non_finite_budget_is_refused_before_the_run(tmp_path, monkeypatch, capsys, budget):
+    def never(*args, **kwargs):  # inf ran forever
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(evoreg.runner, "run", never)
+    args = ["run", "sphere", "random-search", "--budget", budget, "--out", str(tmp_path / "r")]
+    assert main(args) == 2
+    assert f"argument --budget: '{budget}' is not a finite number" in error_line(capsys)
