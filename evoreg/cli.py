@@ -526,6 +526,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import report
 
     summary = report(args.dir)
+    for warning in summary["warnings"]:  # a damaged run, left out: the others are reported
+        print("evoreg: warning: " + " ".join(warning.split()), file=sys.stderr)
     if summary["table"]:
         print(summary["table"])
     else:
