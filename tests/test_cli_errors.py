@@ -8,14 +8,22 @@ import dataclasses
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
 import evoreg
+import evoreg.bench
 import evoreg.registry
 import evoreg.runner
 from evoreg.bench import bench
+from evoreg.checkpoint import exclusive_lock
 from evoreg.cli import main
 from evoreg.config import bounded, make_config
 
@@ -119,14 +127,25 @@ def test_non_finite_budget_is_refused_before_the_run(tmp_path, monkeypatch, caps
 
 
 # --------------------------------------------------------------------------- bench and report
-GRID = {
-    "budget": 16,
-    "seeds": [0, 1],
-    "device": "cpu",
-    "checkpoint_every": 1,
-    "problem": [{"name": "sphere", "dim": 2}, {"name": "rastrigin", "dim": 2}],
-    "optimizer": [{"name": "random-search", "popsize": 8}],
-}
+GRID_TOML = """\
+budget = 16
+seeds = [0, 1]
+device = "cpu"
+checkpoint_every = 1
+
+[[problem]]
+name = "sphere"
+dim = 2
+
+[[problem]]
+name = "rastrigin"
+dim = 2
+
+[[optimizer]]
+name = "random-search"
+popsize = 8
+"""
+GRID = tomllib.loads(GRID_TOML)
 
 TOML = """\
 budget = 16
@@ -282,3 +301,135 @@ def test_plot_text_is_never_parsed_as_math(monkeypatch, tmp_path):
     plot_median_curves({"_$a$": [curve]}, tmp_path / "p.png", "$b$", "$c$")
     assert [text.get_text() for text in texts] == ["_$a$ (n=1)"]  # kept, not hidden by "_"
     assert not texts[0].get_parse_math()
+
+
+# --------------------------------------------------------------------------- bench
+def _bench_args(tmp_path: Path, toml: str, *extra: str) -> list[str]:
+    config = tmp_path / "bench.toml"
+    config.write_text(toml)
+    return ["bench", str(config), "--out", str(tmp_path / "out"), *extra]
+
+
+def test_negative_seed_in_a_bench_is_refused_and_leaves_nothing(tmp_path, capsys):
+    args = _bench_args(tmp_path, TOML.replace("seeds = [0]", "seeds = [0, -1]"))
+    assert main(args) == 2  # was numpy's traceback, after bench.json had been written
+    assert "seeds must be a list of distinct integers >= 0" in error_line(capsys)
+    assert not (tmp_path / "out").exists()
+    assert main(_bench_args(tmp_path, TOML)) == 0  # the corrected retry needs no --resume
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("budget = 16", "budget = inf"), "budget must be a finite number > 0"),  # ran forever
+        (("budget = 16", "budget = nan"), "budget must be a finite number > 0"),
+        (('device = "cpu"', 'device = "gpu"'), "unknown device 'gpu'"),
+        (("dim = 2", "dim = 2\nnoise = nan"), "problem 'sphere': noise=nan is not a number"),
+        # a NUL (TOML's "\u0000") made mkdir raise ValueError: embedded null byte
+        (("dim = 2", 'dim = 2\nlabel = "a\\u0000b"'), "must be usable as a directory name"),
+        (("dim = 2", f"dim = 2\nlabel = '{'x' * 256}'"), "must be usable as a directory name"),
+    ],
+)
+def test_bad_grid_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys, change,
+                                                        expected):
+    def never(*args, **kwargs):
+        raise AssertionError("a cell ran")
+
+    monkeypatch.setattr(evoreg.bench, "run", never)
+    assert main(_bench_args(tmp_path, TOML.replace(*change))) == 2
+    assert expected in error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bench_config_that_is_not_utf8_or_not_a_file(tmp_path, capsys):
+    config = tmp_path / "bench.toml"
+    config.write_bytes(TOML.encode("utf-16"))
+    assert main(["bench", str(config), "--out", str(tmp_path / "out")]) == 2
+    assert "bench.toml is not UTF-8 text, so not TOML" in error_line(capsys)
+    assert main(["bench", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "is a directory; give a TOML file" in error_line(capsys)
+
+
+def test_second_bench_on_a_directory_in_use_is_refused(tmp_path, capsys):
+    args = _bench_args(tmp_path, TOML, "--resume")
+    # Held as `evoreg bench` holds it: flock on DIR/.lock, which a second open file of
+    # the same lock cannot take, in this process or another.
+    with exclusive_lock(tmp_path / "out", "bench"):
+        assert main(args) == 2
+    assert "in use by another evoreg bench" in error_line(capsys)
+    assert not (tmp_path / "out" / "bench.json").exists()
+    assert main(args) == 0  # once the first is done
+    # The lock file left behind is no result: a new bench there needs no --resume.
+    shutil.rmtree(tmp_path / "out" / "sphere")
+    for name in ("bench.json", "summary.md", "summary.json"):
+        (tmp_path / "out" / name).unlink()
+    assert [path.name for path in (tmp_path / "out").iterdir()] == [".lock"]
+    assert main(args[:-1]) == 0
+
+
+RESULT = Path("sphere", "random-search", "seed0", "result.json")
+
+
+def _resume_args(tmp_path: Path, out: Path) -> list[str]:
+    """`bench --resume` of the grid that made `finished`."""
+    (tmp_path / "grid.toml").write_text(GRID_TOML)
+    return ["bench", str(tmp_path / "grid.toml"), "--out", str(out), "--resume"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b'{"budget": 16, "best_lo', bytes(range(256)), b"[16]", b'{"budget": "16"}',
+     b'{"budget": 16}', b'{"budget": NaN}'],
+)
+def test_damaged_result_json_on_resume_is_refused_and_kept(finished, tmp_path, capsys,
+                                                           content):
+    out = copy_of(finished, tmp_path)
+    (out / RESULT).write_bytes(content)
+    args = _resume_args(tmp_path, out)
+    assert main(args) == 2
+    line = error_line(capsys)  # the first cell: nothing printed before it
+    assert f"cell sphere/random-search/seed0: {out / RESULT} is damaged: " in line
+    assert "; move it away and run the bench with --resume again" in line
+    assert (out / RESULT).read_bytes() == content  # the user's file, untouched
+    # As the line says: moved away, the cell writes it again from its last checkpoint.
+    (out / RESULT).rename(tmp_path / "damaged.json")
+    assert main(args) == 0
+    rewritten = json.loads((out / RESULT).read_text())
+    assert rewritten["best_loss"] == json.loads((finished / RESULT).read_text())["best_loss"]
+
+
+def test_damaged_result_json_with_keep_going_fails_that_cell_only(finished, tmp_path, capsys):
+    out = copy_of(finished, tmp_path)
+    (out / RESULT).write_text("{")
+    assert main([*_resume_args(tmp_path, out), "--keep-going"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("(skipped)") == 3 and err.count("FAILED") == 1
+    assert (out / RESULT).read_text() == "{"
+
+
+def test_damaged_run_json_of_a_finished_cell_on_resume(finished, tmp_path, capsys):
+    out = copy_of(finished, tmp_path)
+    run_json = out / "rastrigin" / "random-search" / "seed1" / "run.json"
+    run_json.write_text("[]")
+    args = _resume_args(tmp_path, out)
+    assert main(args) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]  # after the cells before it
+    assert line.startswith(f"evoreg: error: cell rastrigin/random-search/seed1: {run_json} is "
+                           "damaged: a JSON array, not an object; move it and result.json away")
+    assert run_json.read_text() == "[]"
+    # As the line says: the cell's checkpoint gives both files again.
+    run_json.rename(tmp_path / "run.json")
+    run_json.with_name("result.json").rename(tmp_path / "result.json")
+    assert main(args) == 0
+    assert json.loads(run_json.read_text())["seed"] == 1
+    assert (json.loads(run_json.with_name("result.json").read_text())["best_loss"]
+            == json.loads((tmp_path / "result.json").read_text())["best_loss"])
+
+
+def test_damaged_bench_json_on_resume_is_replaced_by_the_grid(finished, tmp_path, capsys):
+    # bench.json records the grid; --resume does not read it, so damage does not matter.
+    out = copy_of(finished, tmp_path)
+    (out / "bench.json").write_bytes(b"\xff{")
+    assert main(_resume_args(tmp_path, out)) == 0
+    assert capsys.readouterr().err.count("(skipped)") == 4
+    assert json.loads((out / "bench.json").read_text())["seeds"] == [0, 1]
