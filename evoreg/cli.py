@@ -88,7 +88,29 @@ def _main(argv: Sequence[str] | None) -> int:
         print("evoreg: interrupted (run or bench again with --resume to continue)",
               file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            raise
+        # A size the machine cannot hold (--set dim=99999999999, a huge popsize): input
+        # too large, not a bug in evoreg.
+        _fail(f"out of memory ({_first_line(error)}); ask for less: a smaller population, "
+              "dimension or batch")
     return 2
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    # torch's CPU allocator raises a plain RuntimeError; CUDA's, torch.OutOfMemoryError.
+    return (
+        isinstance(error, MemoryError)
+        or type(error).__name__ == "OutOfMemoryError"
+        or "can't allocate memory" in str(error)
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    text = text.split("DefaultCPUAllocator: ", 1)[-1]  # past torch's "[enforce fail at ...]"
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _fail(message: str) -> None:

@@ -136,13 +136,22 @@ def check_value(field: dataclasses.Field, value: Any, annotation: Any) -> None:
             raise EvoregError(f"{name} must be {allowed}, got {value!r}")
 
 
+#: The range of a 64-bit integer: torch and numpy cannot take a size or count outside it.
+INT64 = (-(2**63), 2**63 - 1)
+
+
 def check_finite(field: dataclasses.Field, value: Any) -> None:
-    """Refuse a NaN or infinite ``value`` that the field does not declare as meaningful.
+    """Refuse a NaN or infinite ``value`` that the field does not declare as meaningful,
+    and an integer that no tensor size or count can be (beyond 64 bits).
 
     Only values a user gives are checked: a plugin may use NaN or inf as its own default
     (a sentinel), and the user may then give that same value.
     """
-    if not isinstance(value, Real) or isinstance(value, (bool, Integral)):
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        if not INT64[0] <= value <= INT64[1]:
+            raise EvoregError(f"{field.name}={value!r} is beyond a 64-bit integer")
+        return
+    if not isinstance(value, Real) or isinstance(value, bool):
         return
     if math.isfinite(value):
         return

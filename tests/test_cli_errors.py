@@ -126,6 +126,37 @@ def test_non_finite_budget_is_refused_before_the_run(tmp_path, monkeypatch, caps
     assert f"argument --budget: '{budget}' is not a finite number" in error_line(capsys)
 
 
+def test_integer_beyond_64_bits_is_refused(tmp_path, capsys):
+    args = ["run", "sphere", "random-search", "--budget", "16", "--device", "cpu",
+            "--out", str(tmp_path / "run"), "--set", f"dim={10**26}"]
+    assert main(args) == 2  # was torch's "Overflow when unpacking long long" traceback
+    assert f"problem 'sphere': dim={10**26} is beyond a 64-bit integer" in error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        # what torch's CPU allocator raised for --set dim=99999999999
+        RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+                     "allocate memory: you tried to allocate 399999999996 bytes. Error code 12 "
+                     "(Cannot allocate memory)"),
+        MemoryError(),
+    ],
+)
+def test_out_of_memory_is_one_line(tmp_path, monkeypatch, capsys, error):
+    # Raised in place of a real allocation: with overcommit, a real one may get the test
+    # killed instead of refused.
+    def allocate(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(evoreg.runner, "run", allocate)
+    args = ["run", "sphere", "random-search", "--budget", "16", "--out", str(tmp_path / "r")]
+    assert main(args) == 2
+    line = error_line(capsys)
+    assert line.startswith("evoreg: error: out of memory (")
+    assert "ask for less" in line and "enforce fail" not in line
+
+
 # --------------------------------------------------------------------------- bench and report
 GRID_TOML = """\
 budget = 16
