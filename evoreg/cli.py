@@ -1,8 +1,10 @@
 """The ``evoreg`` command line: list, info, run, bench, report.
 
 Bad input (an unknown name, a bad ``--set``, a bad TOML file, a missing file, any
-``EvoregError`` from the core) exits with status 2 and one line on stderr saying what is
-wrong and what is accepted. Anything else is a bug: its traceback is printed and the status is 1.
+``EvoregError`` from the core, a size the machine has no memory for) exits with status 2 and
+one line on stderr saying what is wrong and what is accepted. Anything else is a bug: its
+traceback is printed and the status is 1. ``report`` leaves out a damaged run with a
+one-line warning and exits 0.
 """
 
 from __future__ import annotations
