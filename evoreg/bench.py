@@ -8,7 +8,7 @@ quartiles, median wall time per cell) to ``DIR/summary.md`` and ``DIR/summary.js
 The config file::
 
     budget = 2000            # per cell, in each problem's unit (evaluations, frames...)
-    seeds = [0, 1, 2]        # or a count: seeds = 3 means 0, 1, 2
+    seeds = [0, 1, 2]        # integers >= 0, or a count: seeds = 3 means 0, 1, 2
     device = "cpu"           # optional: "auto" (default), "cpu", "cuda", "cuda:1"
     checkpoint_every = 10    # optional: generations between checkpoints (default: every 30 s)
 
@@ -31,13 +31,17 @@ The config file::
 In a ``[[problem]]`` or ``[[optimizer]]`` table, ``name`` is required, ``label`` defaults
 to the name and must be unique among the tables of its kind, and ``budget`` (problems
 only) overrides the top-level budget; every other key is a hyperparameter (see
-``evoreg info NAME``). Names, labels and hyperparameters are all checked before the first
-cell runs.
+``evoreg info NAME``). Names, labels, seeds, budgets, the device and hyperparameters are
+all checked before anything is written into ``out_dir``, so a corrected retry of a refused
+grid needs no ``--resume``.
 
 Resuming (``resume=True``, ``--resume``): a cell whose ``result.json`` reached the budget is
 skipped; any other cell continues from its checkpoint (or starts again if it has none), so
 a killed bench picks up where it stopped and raising ``budget`` extends finished cells.
-Without ``resume`` a non-empty ``out_dir`` is refused, so results are never mixed.
+Without ``resume`` a non-empty ``out_dir`` is refused, so results are never mixed. A cell
+whose ``result.json`` (or, when finished, ``run.json``) is damaged is refused in one line
+that says which files to move away; nothing is deleted. One bench at a time holds
+``out_dir`` (the lock file ``out_dir/.lock``): a second is refused in one line.
 
 A cell that raises stops the bench, unless ``keep_going=True`` (``--keep-going``): then its
 traceback goes to the cell's ``error.txt``, its record says ``"status": "failed"``, the
@@ -47,18 +51,19 @@ other cells run, and a later ``--resume`` tries it again.
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 import os
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import write_json
+from .checkpoint import LOCK_FILE, exclusive_lock, write_json
 from .config import make_config
+from .devices import resolve_device
 from .errors import EvoregError, unknown_name
 from .registry import get_registry
-from .report import BENCH_FILE, read_cell, summarize, write_summary
+from .report import BENCH_FILE, DamagedFileError, read_cell, read_result, summarize, write_summary
 from .runner import CHECKPOINT_FILE, RESULT_FILE, run
 
 try:
@@ -111,10 +116,14 @@ def load_grid(source: str | os.PathLike | Mapping[str, Any]) -> Grid:
     if isinstance(source, Mapping):
         return parse_grid(source)
     path = Path(source)
+    if path.is_dir():
+        raise EvoregError(f"bench config {path} is a directory; give a TOML file (evoreg.bench)")
     if not path.is_file():
         raise EvoregError(f"bench config {path} not found; give a TOML file (see evoreg.bench)")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:  # TOML is UTF-8 by definition
+        raise EvoregError(f"{path} is not UTF-8 text, so not TOML: {error}") from None
     except tomllib.TOMLDecodeError as error:
         raise EvoregError(f"{path} is not valid TOML: {error}") from None
     try:
@@ -137,6 +146,7 @@ def parse_grid(data: Mapping[str, Any]) -> Grid:
     device = data.get("device", "auto")
     if not isinstance(device, str):
         raise EvoregError(f"device must be a string such as \"auto\" or \"cpu\", got {device!r}")
+    resolve_device(device)  # a typo, or cuda on a machine without, before any cell runs
     return Grid(
         budget=budget,
         seeds=_seeds(data.get("seeds", 1)),
@@ -170,7 +180,7 @@ def _arm(kind: str, table: Any) -> Arm:
     name = table["name"]
     entry = get_registry().get(kind, name)  # an unknown name lists close matches
     label = table.get("label", name)
-    if not isinstance(label, str) or label in ("", ".", "..") or "/" in label or "\\" in label:
+    if not _directory_name(label):
         raise EvoregError(f"[[{kind}]] label {label!r} must be usable as a directory name")
     config = {key: value for key, value in table.items() if key not in RESERVED[kind]}
     if dataclasses.is_dataclass(entry.config):
@@ -181,22 +191,38 @@ def _arm(kind: str, table: Any) -> Arm:
     return Arm(label=label, name=name, config=config, budget=budget)
 
 
+def _directory_name(label: Any) -> bool:
+    """A name that makes one directory level on any common file system."""
+    return (
+        isinstance(label, str)
+        and label not in ("", ".", "..")
+        and not any(char in label for char in "/\\\0")
+        and len(label.encode("utf-8", "surrogatepass")) <= 255
+    )
+
+
 def _seeds(value: Any) -> list[int]:
+    # Run seeds are >= 0: numpy's SeedSequence, which derives the problem's and the
+    # optimizer's seeds from them, refuses negative ones.
     if _is_int(value) and value >= 1:
         return list(range(value))
-    if isinstance(value, list) and value and all(_is_int(seed) for seed in value):
+    if isinstance(value, list) and value and all(_is_int(seed) and seed >= 0 for seed in value):
         if len(set(value)) == len(value):
             return list(value)
     raise EvoregError(
-        f"seeds must be a list of distinct integers such as [0, 1, 2] or a count such as 3, "
-        f"got {value!r}"
+        f"seeds must be a list of distinct integers >= 0 such as [0, 1, 2] or a count such as "
+        f"3, got {value!r}"
     )
 
 
 def _positive_number(what: str, value: Any) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+    # TOML has inf and nan: a budget of inf would run a cell forever.
+    if (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+            and math.isfinite(value)):
         return value
-    raise EvoregError(f"{what} must be a number > 0 (in the problem's unit), got {value!r}")
+    raise EvoregError(
+        f"{what} must be a finite number > 0 (in the problem's unit), got {value!r}"
+    )
 
 
 def _is_int(value: Any) -> bool:
@@ -220,25 +246,32 @@ def bench(
     figures). ``out_dir/summary.json`` also holds every cell. ``trust_checkpoint`` loads
     cells' pickled checkpoint state that another user saved (see ``evoreg.run``).
     """
+    # Everything is checked before anything is written into out_dir: a refused grid leaves
+    # no bench.json behind that would make the corrected retry need --resume.
     grid = load_grid(config)
     out = Path(out_dir)
-    _check_out_dir(out, resume)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(dataclasses.asdict(grid), out / BENCH_FILE)
-    cells = list(grid.cells())
-    records = []
-    for index, (problem, optimizer, seed) in enumerate(cells, 1):
-        try:
-            record = _run_cell(grid, problem, optimizer, seed, out, resume, trust_checkpoint)
-        except Exception as error:
-            if not keep_going:
-                raise
-            record = _failed_cell(problem, optimizer, seed, out, error)
-        records.append(record)
-        if progress is not None:
-            progress(index, len(cells), record)
-    rows = summarize(records)
-    write_summary(out, rows, records)
+    if out.exists() and not out.is_dir():
+        raise EvoregError(f"{out} is a file; give a directory for the bench")
+    # One bench per directory: a second one (two --resume, say) is refused in one line
+    # instead of running the same cells at once.
+    with exclusive_lock(out, "bench"):
+        _check_out_dir(out, resume)
+        write_json(dataclasses.asdict(grid), out / BENCH_FILE)
+        cells = list(grid.cells())
+        records = []
+        for index, (problem, optimizer, seed) in enumerate(cells, 1):
+            try:
+                record = _run_cell(grid, problem, optimizer, seed, out, resume,
+                                   trust_checkpoint)
+            except Exception as error:
+                if not keep_going:
+                    raise
+                record = _failed_cell(problem, optimizer, seed, out, error)
+            records.append(record)
+            if progress is not None:
+                progress(index, len(cells), record)
+        rows = summarize(records)
+        write_summary(out, rows, records)
     return rows
 
 
@@ -247,9 +280,8 @@ def cell_dir(out: Path, problem: Arm, optimizer: Arm, seed: int) -> Path:
 
 
 def _check_out_dir(out: Path, resume: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise EvoregError(f"{out} is a file; give a directory for the bench")
-    if not resume and out.is_dir() and any(out.iterdir()):
+    # The lock file does not count: it is left by every bench, even one refused at once.
+    if not resume and any(path.name != LOCK_FILE for path in out.iterdir()):
         raise EvoregError(
             f"{out} is not empty; pass --resume (resume=True) to continue the bench it holds, "
             "or choose another directory"
@@ -267,7 +299,11 @@ def _run_cell(
 ) -> dict[str, Any]:
     where = cell_dir(out, problem, optimizer, seed)
     budget = grid.budget_of(problem)
-    if resume and _finished_budget(where) >= budget:
+    try:
+        finished = resume and _finished_budget(where) >= budget
+    except DamagedFileError as error:
+        raise _damaged(where, out, error, "move it away") from None
+    if finished:
         status = "skipped"
     else:
         status = "resumed" if resume and (where / CHECKPOINT_FILE).exists() else "ran"
@@ -289,9 +325,22 @@ def _run_cell(
         except EvoregError as error:
             raise EvoregError(f"cell {where.relative_to(out)}: {error}") from error
         (where / ERROR_FILE).unlink(missing_ok=True)  # from an earlier failed attempt
-    record = read_cell(where, out)
+    try:
+        record = read_cell(where, out)
+    except DamagedFileError as error:  # run.json of a skipped cell
+        # Without run.json a cell with a result.json would be skipped again.
+        raise _damaged(where, out, error, f"move it and {RESULT_FILE} away") from None
     record["status"] = status
     return record
+
+
+def _damaged(where: Path, out: Path, error: DamagedFileError, remedy: str) -> EvoregError:
+    # Refused, not run over: the runner would read the file again when it resumes the
+    # cell, and the file is the user's to look at.
+    return EvoregError(
+        f"cell {where.relative_to(out)}: {error}; {remedy} and run the bench with --resume "
+        "again (the cell continues from its checkpoint)"
+    )
 
 
 def _failed_cell(
@@ -316,8 +365,11 @@ def _failed_cell(
 
 
 def _finished_budget(where: Path) -> float:
-    """The budget a cell's finished run was given (-inf when it has not finished)."""
-    path = where / RESULT_FILE
-    if not path.exists():
+    """The budget a cell's finished run was given (-inf when it has not finished).
+
+    A damaged result.json raises DamagedFileError. Moved away, it is written again at no
+    cost: the cell resumes from its last checkpoint, taken at the end of the run.
+    """
+    if not (where / RESULT_FILE).exists():
         return float("-inf")
-    return json.loads(path.read_text())["budget"]
+    return read_result(where)["budget"]

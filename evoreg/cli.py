@@ -1,8 +1,10 @@
 """The ``evoreg`` command line: list, info, run, bench, report.
 
 Bad input (an unknown name, a bad ``--set``, a bad TOML file, a missing file, any
-``EvoregError`` from the core) exits with status 2 and one line on stderr saying what is
-wrong and what is accepted. Anything else is a bug: its traceback is printed and the status is 1.
+``EvoregError`` from the core, a size the machine has no memory for) exits with status 2 and
+one line on stderr saying what is wrong and what is accepted. Anything else is a bug: its
+traceback is printed and the status is 1. ``report`` leaves out a damaged run with a
+one-line warning and exits 0.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import functools
 import gc
 import inspect
+import math
 import os
 import re
 import sys
@@ -90,7 +93,29 @@ def _main(argv: Sequence[str] | None) -> int:
         print("evoreg: interrupted before a checkpoint could be written; --resume continues "
               "from the last one saved, if any", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            raise
+        # A size the machine cannot hold (--set dim=99999999999, a huge popsize): input
+        # too large, not a bug in evoreg.
+        _fail(f"out of memory ({_first_line(error)}); ask for less: a smaller population, "
+              "dimension or batch")
     return 2
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    # torch's CPU allocator raises a plain RuntimeError; CUDA's, torch.OutOfMemoryError.
+    return (
+        isinstance(error, MemoryError)
+        or type(error).__name__ == "OutOfMemoryError"
+        or "can't allocate memory" in str(error)
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    text = text.split("DefaultCPUAllocator: ", 1)[-1]  # past torch's "[enforce fail at ...]"
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _fail(message: str) -> None:
@@ -119,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("optimizer")
     runner.add_argument("--budget", type=number, required=True, metavar="N",
                         help="in the problem's unit (evaluations, frames, epochs)")
-    runner.add_argument("--seed", type=int, default=0)
+    runner.add_argument("--seed", type=seed_number, default=0, help="an integer >= 0")
     runner.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     runner.add_argument("--set", dest="assignments", action="append", default=[],
                         metavar="KEY=VALUE",
@@ -157,11 +182,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def number(text: str) -> int | float:
-    """An int when the text is one (keeps run.json tidy), else a float."""
+    """An int when the text is one (keeps run.json tidy), else a finite float: a budget of
+    inf would run forever, one of nan would never start."""
     try:
         return int(text)
     except ValueError:
-        return float(text)
+        value = float(text)  # argparse words a ValueError as "invalid number value"
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def seed_number(text: str) -> int:
+    """A run seed: an integer >= 0 (numpy's SeedSequence, which derives the problem's and
+    the optimizer's seeds from it, refuses negative ones)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
+    return value
 
 
 def _registry(show_broken: bool = True) -> Registry:
@@ -523,6 +564,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import report
 
     summary = report(args.dir)
+    for warning in summary["warnings"]:  # a damaged run, left out: the others are reported
+        print("evoreg: warning: " + " ".join(warning.split()), file=sys.stderr)
     if summary["table"]:
         print(summary["table"])
     else:

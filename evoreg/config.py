@@ -11,12 +11,18 @@ command-line strings to each field's declared type, checks every value against i
 
 Only relations between fields (shares that sum to one, say) need a ``__post_init__``;
 a ``ValueError`` raised there reaches the user as one line naming the owner.
+
+A NaN or infinite value given for a field is refused (``--set noise=nan`` would silently
+turn noise off, ``--set optimum=inf`` would run to a best loss of inf) unless the field
+declares it: its default is that value, or a bound names that infinity
+(``bounded(math.inf, le=math.inf)``).
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import types
 import typing
 from numbers import Integral, Real
@@ -38,7 +44,8 @@ def bounded(
 ) -> Any:
     """A dataclass field with ``default`` whose numeric values must lie within the bounds
     (``ge``: >=, ``gt``: >, ``le``: <=, ``lt``: <); ``make_config`` checks them and
-    ``evoreg info`` shows them."""
+    ``evoreg info`` shows them. ``le=math.inf`` (``ge=-math.inf``) lets a user give inf
+    (-inf), which is otherwise refused."""
     given = {"ge": ge, "gt": gt, "le": le, "lt": lt}
     return dataclasses.field(
         default=default, metadata={k: v for k, v in given.items() if v is not None}
@@ -71,13 +78,17 @@ def make_config(config_cls: type, owner: str, values: dict[str, Any]) -> Any:
             "@dataclasses.dataclass, one field per hyperparameter"
         )
     hints = _type_hints(config_cls, owner)
-    names = [f.name for f in config_fields(config_cls)]
+    fields = {f.name: f for f in config_fields(config_cls)}
     converted = {}
     for key, value in values.items():
-        if key not in names:
-            raise unknown_name(f"hyperparameter of {owner}", key, names)
+        if key not in fields:
+            raise unknown_name(f"hyperparameter of {owner}", key, list(fields))
         if isinstance(value, str):
             value = coerce(value, hints.get(key, Any), key)
+        try:
+            check_finite(fields[key], value)
+        except EvoregError as error:
+            raise EvoregError(f"{owner}: {error}") from None
         converted[key] = value
     # Each value alone first, so that a value out of its range is named as such before a
     # __post_init__ complains about a relation it breaks; then again after __post_init__,
@@ -123,6 +134,41 @@ def check_value(field: dataclasses.Field, value: Any, annotation: Any) -> None:
         allowed = describe_bounds(field)
         if allowed and not _within(value, field.metadata):
             raise EvoregError(f"{name} must be {allowed}, got {value!r}")
+
+
+#: The range of a 64-bit integer: torch and numpy cannot take a size or count outside it.
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def check_finite(field: dataclasses.Field, value: Any) -> None:
+    """Refuse a NaN or infinite ``value`` that the field does not declare as meaningful,
+    and an integer that no tensor size or count can be (beyond 64 bits).
+
+    Only values a user gives are checked: a plugin may use NaN or inf as its own default
+    (a sentinel), and the user may then give that same value.
+    """
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        if not INT64[0] <= value <= INT64[1]:
+            raise EvoregError(f"{field.name}={value!r} is beyond a 64-bit integer")
+        return
+    if not isinstance(value, Real) or isinstance(value, bool):
+        return
+    if math.isfinite(value):
+        return
+    default = field_default(field)
+    if isinstance(default, Real) and not isinstance(default, bool) and (
+        default == value or (math.isnan(default) and math.isnan(value))
+    ):
+        return
+    if math.isnan(value):
+        raise EvoregError(f"{field.name}={value!r} is not a number; give a finite number")
+    if field.metadata.get("le" if value > 0 else "ge") == value:
+        return
+    allowed = describe_bounds(field)
+    raise EvoregError(
+        f"{field.name}={value!r} is not finite; give a finite number"
+        + (f" {allowed}" if allowed else "")
+    )
 
 
 def _within(value: float, bounds: typing.Mapping[str, float]) -> bool:
