@@ -176,15 +176,7 @@ class Optimizer:
         n = self.default_popsize if n is None else n
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise EvoregError(f"ask(n={n!r}): n must be a positive int")
-        pop = self._ask(int(n))
-        if not isinstance(pop, Population):
-            pop = Population(pop)
-        if pop.ids is None:
-            pop.ids = self.new_ids(len(pop))
-        if len(pop) != len(pop.ids):
-            raise EvoregError(f"{self.name}: {len(pop)} candidates but {len(pop.ids)} ids")
-        if type(pop) is Population:
-            pop._values = self.space.validate(pop.values, len(pop))
+        pop = self._checked_population(self._ask(int(n)))
         pop.owner = self._owner
         pop.serial = self._latest_serial = self._next_serial
         self._next_serial += 1
@@ -298,6 +290,72 @@ class Optimizer:
                     ) from None
             raise
 
+    def _checked_population(self, returned: Any) -> Population:
+        """What ``_ask`` returned as a ``Population`` of this space, with ids; anything else is
+        refused in one line naming this optimizer: not a population, no candidates, another
+        shape or dtype, NaN/inf values, values outside the bounds."""
+        where = f"{self.name}.ask returned"
+        if not isinstance(returned, Population):
+            if not isinstance(returned, (torch.Tensor, np.ndarray, list, tuple)):
+                raise EvoregError(
+                    f"{where} {_short(returned)}, not a population (a Tensor[n, d], a list of "
+                    "genomes or a Population)"
+                )
+            if getattr(returned, "ndim", 1) == 0:
+                raise EvoregError(f"{where} a 0-d {type(returned).__name__}, not a population")
+            returned = Population(returned)
+        pop = returned
+        try:
+            count = len(pop)
+        except TypeError:
+            raise EvoregError(
+                f"{where} a {type(pop).__name__} of {_short(pop._values)}, not of candidates"
+            ) from None
+        if count == 0:
+            raise EvoregError(f"{where} 0 candidates")
+        if pop.ids is None:
+            pop.ids = self.new_ids(count)
+        if pop.ids.shape != (count,):
+            raise EvoregError(
+                f"{where} {count} candidates but ids of shape {tuple(pop.ids.shape)}"
+            )
+        if isinstance(pop, LazyPopulation):
+            self._check_lazy(pop)
+        elif not pop.lazy:  # held values: reading them all is a view, not a copy
+            # A plain Population's values are normalised (float32, int64) in place; a
+            # subclass's are checked through rows(), the one way every reader has.
+            held = pop.values if type(pop) is Population else pop.rows(0, count)
+            try:
+                values = self.space.validate(held, count)
+            except EvoregError as error:
+                raise EvoregError(f"{self.name}.ask: {error}") from None
+            if type(pop) is Population:
+                pop._values = values
+            if isinstance(self.space, Real):
+                problem = self.space.invalid_rows(values)
+                if problem is not None:
+                    if "NaN/inf" in problem and _finite_before_float32(held):
+                        problem += " (finite, but beyond float32's range)"
+                    raise EvoregError(f"{where} {problem}")
+        return pop
+
+    def _check_lazy(self, pop: LazyPopulation) -> None:
+        """A lazy population is checked without writing out its rows (see
+        ``LazyPopulation.check``); the rows are written out only where they are read."""
+        where = f"{self.name}.ask returned"
+        if not isinstance(self.space, Real):
+            raise EvoregError(f"{where} a LazyPopulation for a {type(self.space).__name__} "
+                              "space: lazy rows are real vectors")
+        if self.space.bounded:
+            # Its rows are base + sigma * Gaussian noise, which no bound holds, and checking
+            # them would write them all out.
+            raise EvoregError(f"{where} a LazyPopulation for a bounded space: return the "
+                              "rows, kept within the bounds, instead")
+        try:
+            pop.check(self.space.dim)
+        except EvoregError as error:
+            raise EvoregError(f"{where} {error}") from None
+
     def _check_evaluation(self, evaluation: Any, gradients: Any, pop: Population) -> Evaluation:
         if isinstance(evaluation, Evaluation):
             if gradients is not None:
@@ -379,3 +437,18 @@ class Optimizer:
 
     def __repr__(self) -> str:
         return f"{self.name}({self.config})"
+
+
+def _finite_before_float32(values: Any) -> bool:
+    """Whether ``values`` were finite before their cast to float32 (an error path only)."""
+    values = torch.as_tensor(values)
+    return values.dtype == torch.float64 and bool(torch.isfinite(values).all())
+
+
+def _short(value: Any) -> str:
+    """``value`` for a one-line message: its type and a clipped repr."""
+    if value is None:
+        return "None"
+    text = repr(value).replace("\n", " ")
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return f"a {type(value).__name__} ({text})"
