@@ -387,7 +387,10 @@ class Optimizer:
                 f"{self.name}.tell: expected {n} losses of shape ({n},), "
                 f"got shape {tuple(losses.shape)}"
             )
-        losses = losses.to(dtype=torch.float32, device=self.device)
+        # float64, as numbers are in Python: float32 would turn a finite 1e300 into inf and
+        # make near-ties (1.0 and 1.0 + 1e-12) equal, so the best could be the wrong one.
+        # float32 losses (most problems') convert exactly, so their runs are unchanged.
+        losses = losses.to(dtype=torch.float64, device=self.device)
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             if not self._warned_nonfinite:
