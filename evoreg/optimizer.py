@@ -41,6 +41,10 @@ class Optimizer:
     citation: ClassVar[str] = ""
     #: Spaces the algorithm accepts.
     spaces: ClassVar[tuple[type, ...]] = (Space,)
+    #: True for algorithms that keep every candidate within a ``Real`` space's
+    #: ``lower``/``upper`` bounds (``ask`` checks that they do); the others refuse a bounded
+    #: space at construction rather than hand out candidates outside it.
+    respects_bounds: ClassVar[bool] = False
     #: Attributes rebuilt by ``setup()`` and left out of ``state_dict()`` (caches, tables).
     #: Every other attribute is saved in checkpoints, so it must pickle.
     transient: ClassVar[tuple[str, ...]] = ()
@@ -57,12 +61,17 @@ class Optimizer:
     def __init__(
         self, space: Space, *, seed: int = 0, device: str | torch.device = "cpu", **config: Any
     ) -> None:
-        self.name = getattr(self, "name", type(self).__name__)
+        self.name = getattr(self, "name", None) or _registered_name(type(self))
         self._check_plugin()
         if not isinstance(space, self.spaces):
             accepted = ", ".join(s.__name__ for s in self.spaces)
             raise EvoregError(
                 f"{self.name} works on {accepted} spaces, not {type(space).__name__}"
+            )
+        if isinstance(space, Real) and space.bounded and not self.respects_bounds:
+            raise EvoregError(
+                f"{self.name} does not support bounded spaces (Real with lower/upper): use "
+                "an optimizer that respects bounds, e.g. random-search, adam, sgd or ng:*"
             )
         self.config = make_config(self.Config, self.name, config)
         self.space = space
@@ -440,6 +449,19 @@ class Optimizer:
 
     def __repr__(self) -> str:
         return f"{self.name}({self.config})"
+
+
+def _registered_name(cls: type) -> str:
+    """The name ``cls`` is registered under (what a user typed, so what errors raised while
+    it is built should say), else its class name. The registry sets ``name`` only once
+    built, and is looked at only if this process already loaded it."""
+    from . import registry  # here: the registry module imports plugins, which import this
+
+    if registry.is_loaded():
+        names = [e.name for e in registry.optimizers().values() if e.factory is cls]
+        if len(names) == 1:
+            return names[0]
+    return cls.__name__
 
 
 def _finite_before_float32(values: Any) -> bool:
