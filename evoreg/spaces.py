@@ -112,8 +112,12 @@ class Real(Space):
     @property
     def bounded(self) -> bool:
         """True when some coordinate has a finite bound."""
-        lower, upper = self.bounds()
-        return bool(torch.isfinite(lower).any() or torch.isfinite(upper).any())
+        # Asked on every ask(): no tensor of dim values for scalar (or absent) bounds.
+        return any(
+            bool(torch.isfinite(side).any()) if isinstance(side, torch.Tensor)
+            else math.isfinite(side)
+            for side in (self.lower, self.upper) if side is not None
+        )
 
     def bounds(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """``(lower, upper)`` as float32 ``Tensor[dim]`` on ``device``, ``-inf``/``inf`` where
