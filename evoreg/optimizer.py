@@ -1,11 +1,13 @@
 """The optimizer base class: bookkeeping, so that a plugin holds only its algorithm.
 
 A plugin subclasses ``Optimizer``, declares a ``Config`` dataclass whose defaults are its
-paper's, and writes ``_ask(n)`` and ``_tell(pop, losses)``. The base validates shapes,
-refuses populations it did not hand out or that were already told, turns NaN/inf losses
-into the worst loss, tracks the best candidate, counts generations, keeps its random
-generators (``self.generator`` for torch, ``self.rng`` for numpy) in its state, and draws
-Gaussian noise for the plugin (``perturb``, ``normals``).
+paper's, and writes ``_ask(n)`` and ``_tell(pop, losses)``. The base validates what ``_ask``
+returns (a population of the space: shape, dtype, finite values, within the bounds; a lazy
+one without writing out its rows), refuses populations it did not hand out or that were
+already told, keeps losses as float64 and turns NaN/inf ones into the worst loss, tracks the
+best candidate, counts generations, keeps its random generators (``self.generator`` for
+torch, ``self.rng`` for numpy) in its state, and draws Gaussian noise for the plugin
+(``perturb``, ``normals``).
 """
 
 from __future__ import annotations
