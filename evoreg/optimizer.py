@@ -457,7 +457,7 @@ def _registered_name(cls: type) -> str:
     """The name ``cls`` is registered under (what a user typed, so what errors raised while
     it is built should say), else its class name. The registry sets ``name`` only once
     built, and is looked at only if this process already loaded it."""
-    from . import registry  # here: the registry module imports plugins, which import this
+    from . import registry  # on use: nothing else in the base class needs the registry
 
     if registry.is_loaded():
         names = [e.name for e in registry.optimizers().values() if e.factory is cls]

@@ -63,11 +63,15 @@ class Real(Space):
             raise EvoregError(f"Real(dim={self.dim!r}): dim must be a positive int")
         self.dim = int(self.dim)
         where = f"Real(dim={self.dim})"
-        if isinstance(self.sigma, bool) or not isinstance(self.sigma, numbers.Real):
-            raise EvoregError(f"{where}: sigma must be a number, not {self.sigma!r}")
-        if not (math.isfinite(self.sigma) and self.sigma > 0):
+        try:  # a float, an int, a numpy or 0-d torch scalar; not a bool or a string
+            if isinstance(self.sigma, (bool, str)):
+                raise TypeError
+            sigma = float(self.sigma)
+        except (TypeError, ValueError, RuntimeError):
+            raise EvoregError(f"{where}: sigma must be a number, not {self.sigma!r}") from None
+        if not (math.isfinite(sigma) and sigma > 0):
             raise EvoregError(f"{where}: sigma must be finite and > 0, got {self.sigma!r}")
-        self.sigma = float(self.sigma)
+        self.sigma = sigma
         self.lower = self._bound("lower", self.lower)
         self.upper = self._bound("upper", self.upper)
         lower, upper = self.bounds()
