@@ -24,6 +24,7 @@ class TorchOptimizerMethod(Optimizer):
     """Base of ``adam`` and ``sgd``: a plugin writes only ``make_torch_optimizer``."""
 
     spaces = (Real,)
+    respects_bounds = True  # projected: each step is clipped back into the bounds
     evaluate_with = {"gradients": True}
     # Saved through its own state_dict (tensors and numbers), so a checkpoint stays data.
     transient = ("torch_optimizer",)
@@ -56,9 +57,9 @@ class TorchOptimizerMethod(Optimizer):
     def _tell(self, pop: Population, losses: torch.Tensor) -> None:
         self.x.grad = pop.evaluation.gradients[0].clone()
         self.torch_optimizer.step()
-        if self.space.lower is not None or self.space.upper is not None:
+        if self.space.bounded:
             with torch.no_grad():
-                self.x.clamp_(self.space.lower, self.space.upper)
+                self.x.copy_(self.space.clip(self.x))
 
     def _recommend(self) -> Any:
         # The trained weights, not the best minibatch loss seen: minibatch losses are noisy.

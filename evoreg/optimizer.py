@@ -1,11 +1,13 @@
 """The optimizer base class: bookkeeping, so that a plugin holds only its algorithm.
 
 A plugin subclasses ``Optimizer``, declares a ``Config`` dataclass whose defaults are its
-paper's, and writes ``_ask(n)`` and ``_tell(pop, losses)``. The base validates shapes,
-refuses populations it did not hand out or that were already told, turns NaN/inf losses
-into the worst loss, tracks the best candidate, counts generations, keeps its random
-generators (``self.generator`` for torch, ``self.rng`` for numpy) in its state, and draws
-Gaussian noise for the plugin (``perturb``, ``normals``).
+paper's, and writes ``_ask(n)`` and ``_tell(pop, losses)``. The base validates what ``_ask``
+returns (a population of the space: shape, dtype, finite values, within the bounds; a lazy
+one without writing out its rows), refuses populations it did not hand out or that were
+already told, keeps losses as float64 and turns NaN/inf ones into the worst loss, tracks the
+best candidate, counts generations, keeps its random generators (``self.generator`` for
+torch, ``self.rng`` for numpy) in its state, and draws Gaussian noise for the plugin
+(``perturb``, ``normals``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ class Optimizer:
     citation: ClassVar[str] = ""
     #: Spaces the algorithm accepts.
     spaces: ClassVar[tuple[type, ...]] = (Space,)
+    #: True for algorithms that keep every candidate within a ``Real`` space's
+    #: ``lower``/``upper`` bounds (``ask`` checks that they do); the others refuse a bounded
+    #: space at construction rather than hand out candidates outside it.
+    respects_bounds: ClassVar[bool] = False
     #: Attributes rebuilt by ``setup()`` and left out of ``state_dict()`` (caches, tables).
     #: Every other attribute is saved in checkpoints: as data (tensors, arrays, numbers,
     #: strings, containers of them), which anyone can load safely, or else pickled, which
@@ -60,12 +66,17 @@ class Optimizer:
     def __init__(
         self, space: Space, *, seed: int = 0, device: str | torch.device = "cpu", **config: Any
     ) -> None:
-        self.name = getattr(self, "name", type(self).__name__)
+        self.name = getattr(self, "name", None) or _registered_name(type(self))
         self._check_plugin()
         if not isinstance(space, self.spaces):
             accepted = ", ".join(s.__name__ for s in self.spaces)
             raise EvoregError(
                 f"{self.name} works on {accepted} spaces, not {type(space).__name__}"
+            )
+        if isinstance(space, Real) and space.bounded and not self.respects_bounds:
+            raise EvoregError(
+                f"{self.name} does not support bounded spaces (Real with lower/upper): use "
+                "an optimizer that respects bounds, e.g. random-search, adam, sgd or ng:*"
             )
         self.config = make_config(self.Config, self.name, config)
         self.space = space
@@ -179,15 +190,7 @@ class Optimizer:
         n = self.default_popsize if n is None else n
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise EvoregError(f"ask(n={n!r}): n must be a positive int")
-        pop = self._ask(int(n))
-        if not isinstance(pop, Population):
-            pop = Population(pop)
-        if pop.ids is None:
-            pop.ids = self.new_ids(len(pop))
-        if len(pop) != len(pop.ids):
-            raise EvoregError(f"{self.name}: {len(pop)} candidates but {len(pop.ids)} ids")
-        if type(pop) is Population:
-            pop._values = self.space.validate(pop.values, len(pop))
+        pop = self._checked_population(self._ask(int(n)))
         pop.owner = self._owner
         pop.serial = self._latest_serial = self._next_serial
         self._next_serial += 1
@@ -313,6 +316,72 @@ class Optimizer:
                     ) from None
             raise
 
+    def _checked_population(self, returned: Any) -> Population:
+        """What ``_ask`` returned as a ``Population`` of this space, with ids; anything else is
+        refused in one line naming this optimizer: not a population, no candidates, another
+        shape or dtype, NaN/inf values, values outside the bounds."""
+        where = f"{self.name}.ask returned"
+        if not isinstance(returned, Population):
+            if not isinstance(returned, (torch.Tensor, np.ndarray, list, tuple)):
+                raise EvoregError(
+                    f"{where} {_short(returned)}, not a population (a Tensor[n, d], a list of "
+                    "genomes or a Population)"
+                )
+            if getattr(returned, "ndim", 1) == 0:
+                raise EvoregError(f"{where} a 0-d {type(returned).__name__}, not a population")
+            returned = Population(returned)
+        pop = returned
+        try:
+            count = len(pop)
+        except TypeError:
+            raise EvoregError(
+                f"{where} a {type(pop).__name__} of {_short(pop._values)}, not of candidates"
+            ) from None
+        if count == 0:
+            raise EvoregError(f"{where} 0 candidates")
+        if pop.ids is None:
+            pop.ids = self.new_ids(count)
+        if pop.ids.shape != (count,):
+            raise EvoregError(
+                f"{where} {count} candidates but ids of shape {tuple(pop.ids.shape)}"
+            )
+        if isinstance(pop, LazyPopulation):
+            self._check_lazy(pop)
+        elif not pop.lazy:  # held values: reading them all is a view, not a copy
+            # A plain Population's values are normalised (float32, int64) in place; a
+            # subclass's are checked through rows(), the one way every reader has.
+            held = pop.values if type(pop) is Population else pop.rows(0, count)
+            try:
+                values = self.space.validate(held, count)
+            except EvoregError as error:
+                raise EvoregError(f"{self.name}.ask: {error}") from None
+            if type(pop) is Population:
+                pop._values = values
+            if isinstance(self.space, Real):
+                problem = self.space.invalid_rows(values)
+                if problem is not None:
+                    if "NaN/inf" in problem and _finite_before_float32(held):
+                        problem += " (finite, but beyond float32's range)"
+                    raise EvoregError(f"{where} {problem}")
+        return pop
+
+    def _check_lazy(self, pop: LazyPopulation) -> None:
+        """A lazy population is checked without writing out its rows (see
+        ``LazyPopulation.check``); the rows are written out only where they are read."""
+        where = f"{self.name}.ask returned"
+        if not isinstance(self.space, Real):
+            raise EvoregError(f"{where} a LazyPopulation for a {type(self.space).__name__} "
+                              "space: lazy rows are real vectors")
+        if self.space.bounded:
+            # Its rows are base + sigma * Gaussian noise, which no bound holds, and checking
+            # them would write them all out.
+            raise EvoregError(f"{where} a LazyPopulation for a bounded space: return the "
+                              "rows, kept within the bounds, instead")
+        try:
+            pop.check(self.space.dim)
+        except EvoregError as error:
+            raise EvoregError(f"{where} {error}") from None
+
     def _check_evaluation(self, evaluation: Any, gradients: Any, pop: Population) -> Evaluation:
         if isinstance(evaluation, Evaluation):
             if gradients is not None:
@@ -344,7 +413,10 @@ class Optimizer:
                 f"{self.name}.tell: expected {n} losses of shape ({n},), "
                 f"got shape {tuple(losses.shape)}"
             )
-        losses = losses.to(dtype=torch.float32, device=self.device)
+        # float64, as numbers are in Python: float32 would turn a finite 1e300 into inf and
+        # make near-ties (1.0 and 1.0 + 1e-12) equal, so the best could be the wrong one.
+        # float32 losses (most problems') convert exactly, so their runs are unchanged.
+        losses = losses.to(dtype=torch.float64, device=self.device)
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             if not self._warned_nonfinite:
@@ -394,3 +466,31 @@ class Optimizer:
 
     def __repr__(self) -> str:
         return f"{self.name}({self.config})"
+
+
+def _registered_name(cls: type) -> str:
+    """The name ``cls`` is registered under (what a user typed, so what errors raised while
+    it is built should say), else its class name. The registry sets ``name`` only once
+    built, and is looked at only if this process already loaded it."""
+    from . import registry  # on use: nothing else in the base class needs the registry
+
+    if registry.is_loaded():
+        names = [e.name for e in registry.optimizers().values() if e.factory is cls]
+        if len(names) == 1:
+            return names[0]
+    return cls.__name__
+
+
+def _finite_before_float32(values: Any) -> bool:
+    """Whether ``values`` were finite before their cast to float32 (an error path only)."""
+    values = torch.as_tensor(values)
+    return values.dtype == torch.float64 and bool(torch.isfinite(values).all())
+
+
+def _short(value: Any) -> str:
+    """``value`` for a one-line message: its type and a clipped repr."""
+    if value is None:
+        return "None"
+    text = repr(value).replace("\n", " ")
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return f"a {type(value).__name__} ({text})"

@@ -18,6 +18,7 @@ process (a Ray worker) in its cheapest form: genomes, or rows when those are sma
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -26,6 +27,7 @@ import torch
 
 from .errors import EvoregError
 from .gaussian import NoiseTable, noise
+from .spaces import count_text, indices_text, nonfinite_rows
 
 #: ``((base, 0.0), (noise key, sigma), ...)``: a base (a row of ``bases``, or an integer seed
 #: of the space's ``seeded_initial``) and one (key, sigma) term per mutation.
@@ -226,6 +228,10 @@ class Decoder:
             raise EvoregError(
                 f"seeded_initial gave {vector.numel()} values, the space has {self.dim}"
             )
+        # Checked here, once per base (then cached), since a seeded base is only known when
+        # decoded: one pass over a vector that took several to draw.
+        if nonfinite_rows(vector.unsqueeze(0)) is not None:
+            raise EvoregError(f"seeded_initial({key}) gave NaN/inf values")
         return vector
 
 
@@ -273,6 +279,41 @@ class LazyPopulation(Population):
     def genomes(self) -> list[LazyGenome]:
         return self._values
 
+    def check(self, dim: int) -> None:
+        """Refuse (``EvoregError``) a population that cannot be candidates of a ``Real(dim)``
+        space, without writing out a single row: the decoder's dim, each genome's base (a row
+        of the bases, which must be finite) and noise terms (finite sigmas, windows inside the
+        table). It reads the genomes and the bases, not the rows: a population of 2000
+        1.7M-weight agents is lazy precisely so that nothing writes it out whole."""
+        decoder = self.decoder
+        if decoder.dim != dim:
+            raise EvoregError(
+                f"a LazyPopulation of {decoder.dim}-value candidates for a Real({dim}) space"
+            )
+        bases = None if decoder.bases is None else len(decoder.bases)
+        last = None if decoder.table is None else decoder.table.size - dim
+        faults = {}
+        for row, genome in enumerate(self._values):
+            fault = _genome_fault(genome, bases, last)
+            if fault is not None:
+                faults[row] = fault
+        if faults:
+            rows = list(faults)
+            raise EvoregError(
+                f"{count_text(len(rows), 'candidate')} with invalid lazy genomes "
+                f"({indices_text(rows, 'row')}; row {rows[0]}: {faults[rows[0]]})"
+            )
+        bad_bases = None if bases is None else nonfinite_rows(decoder.bases)
+        if bad_bases is not None:
+            bad = set(bad_bases)
+            rows = [row for row, genome in enumerate(self._values) if genome[0][0] in bad]
+            verb = "holds" if len(bad_bases) == 1 else "hold"
+            raise EvoregError(
+                f"{count_text(len(rows), 'candidate')} with NaN/inf values "
+                f"({indices_text(rows, 'row')}, whose decoder {indices_text(bad_bases, 'base')} "
+                f"{verb} NaN/inf)"
+            )
+
     @property
     def dim(self) -> int:
         return self.decoder.dim
@@ -309,3 +350,18 @@ class LazyPopulation(Population):
         payload["genomes"] = [((renumber[g[0][0]], g[0][1]), *g[1:]) for g in genomes]
         payload["bases"] = self.decoder.bases[used].cpu()
         return payload
+
+
+def _genome_fault(genome: LazyGenome, bases: int | None, last: int | None) -> str | None:
+    """Why ``genome`` does not name a row (``bases``: how many the decoder has, None for
+    seeded bases; ``last``: the table's last window offset, None without a table)."""
+    base = genome[0][0]
+    if bases is not None and not 0 <= base < bases:
+        # A negative key would silently index from the end of the bases.
+        return f"base {base} is not one of the decoder's {bases} bases"
+    for key, sigma in genome[1:]:
+        if not math.isfinite(sigma):
+            return f"noise term ({key}, {sigma}) has a non-finite sigma"
+        if last is not None and not 0 <= key <= last:
+            return f"noise offset {key} is outside the table's windows 0..{last}"
+    return None

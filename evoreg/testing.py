@@ -12,10 +12,12 @@ check::
 
 Each check builds the optimizer on the first toy space it accepts (``Real(5)``,
 ``Categorical([3] * 6)``, a 12-bit ``Genome``), as the runner would: seeded, then told the
-budget by ``plan``. The checks: ``ask`` gives the right shapes, dtypes and unique ids;
-``tell`` refuses wrong shapes, foreign and repeated populations; a ``state_dict`` saved and
-loaded into a fresh optimizer (another seed) gives the same next ``ask``; a fixed seed
-improves on a toy loss within 600 evaluations; ``recommend`` is a candidate of the space.
+budget by ``plan``. The checks: ``ask`` gives the right shapes, dtypes, finite values and
+unique ids; ``tell`` refuses wrong shapes, foreign and repeated populations; a ``state_dict``
+saved and loaded into a fresh optimizer (another seed) gives the same next ``ask``; a fixed
+seed improves on a toy loss within 600 evaluations; ``recommend`` is a candidate of the
+space; on a bounded ``Real`` space an optimizer with ``respects_bounds`` keeps its candidates
+within the bounds, and one without refuses the space in one line.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .checkpoint import dumps, loads
 from .errors import EvoregError
 from .optimizer import Optimizer
 from .problem import Evaluation
-from .registry import make_optimizer
+from .registry import get_registry, make_optimizer
 from .spaces import Categorical, Genome, Real, Space
 
 #: The evaluations that ``check_improves`` allows, also the budget told to ``plan``.
@@ -201,8 +203,52 @@ def check_recommend(spec: OptimizerSpec) -> None:
         assert torch.as_tensor(x).shape == (space.dim,), "recommend() is not one candidate"
 
 
+#: The bounded toy space: the toy loss's minimum (every coordinate 1.0) lies outside it, so an
+#: optimizer that improves presses against the upper bound.
+BOUNDED = {"lower": -0.5, "upper": 0.25, "sigma": 0.1}
+
+
+def check_bounds(spec: OptimizerSpec) -> None:
+    """On ``Real(5, sigma=0.1)`` bounded to [-0.5, 0.25], an optimizer with
+    ``respects_bounds`` keeps every candidate of a few generations and its recommendation
+    within the bounds; one without refuses the space at construction in one line."""
+    _, toy = make(spec)
+    if not isinstance(toy, Real):
+        return  # no Real space, no bounds
+    space = Real(toy.dim, **BOUNDED)
+    try:
+        optimizer = make_optimizer(spec, space) if isinstance(spec, str) else spec(space)
+    except EvoregError as error:
+        assert "bounded" in str(error) and "\n" not in str(error), (
+            f"refused a bounded space without saying so in one line: {error}"
+        )
+        assert not getattr(_class(spec), "respects_bounds", False), (
+            f"respects_bounds is True, yet it refused a bounded space: {error}"
+        )
+        return
+    optimizer.plan(BUDGET, "evaluations")
+    lower, upper = space.bounds()
+    for _ in range(4):
+        try:
+            pop = optimizer.ask()
+        except EvoregError as error:  # the base class found candidates outside the bounds
+            raise AssertionError(str(error)) from None
+        values = pop.values
+        assert bool(((values >= lower) & (values <= upper)).all()), "a candidate left the bounds"
+        optimizer.tell(pop, toy_evaluation(space, values))
+    x = torch.as_tensor(optimizer.recommend()).cpu()
+    assert bool(((x >= lower) & (x <= upper)).all()), "recommend() is outside the bounds"
+
+
+def _class(spec: OptimizerSpec) -> type:
+    if isinstance(spec, str):
+        return get_registry().get("optimizer", spec).factory
+    return spec
+
+
 CHECKS: tuple[Callable[[OptimizerSpec], None], ...] = (
     check_ask, check_tell, check_state_round_trip, check_improves, check_recommend,
+    check_bounds,
 )
 
 

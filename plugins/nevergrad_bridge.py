@@ -44,10 +44,18 @@ def parametrization(space: Real | Categorical, seed: int) -> ng.p.Parameter:
     if isinstance(space, Real):
         param = ng.p.Array(init=space.initial().numpy().astype(np.float64))
         param.set_mutation(sigma=space.sigma)
-        if space.lower is not None or space.upper is not None:
-            # nevergrad's default "bouncing" needs both bounds; only "clipping" takes one.
-            both = space.lower is not None and space.upper is not None
-            param.set_bounds(space.lower, space.upper, method="bouncing" if both else "clipping")
+        if space.bounded:
+            # float32 bounds (what evoreg checks candidates against) as float64 arrays: a
+            # value within them stays within after the cast back to float32.
+            lower, upper = (b.numpy().astype(np.float64) for b in space.bounds())
+            # nevergrad's default "bouncing" needs finite bounds on both sides; "clipping"
+            # takes one side, or infinite coordinates.
+            finite = bool(np.isfinite(lower).all() and np.isfinite(upper).all())
+            param.set_bounds(
+                lower if np.isfinite(lower).any() else None,
+                upper if np.isfinite(upper).any() else None,
+                method="bouncing" if finite else "clipping",
+            )
     else:
         # deterministic: a candidate is the most likely choice of the weights searched, not a
         # draw from their softmax (nevergrad's default), whose sampling noise the optimizer
@@ -68,7 +76,7 @@ class NevergradOptimizer(Optimizer):
     ``ng.p.Choice(range(k), deterministic=True)`` per slot. With seed ``s`` the run is exactly
     nevergrad's own with ``param.random_state = np.random.RandomState(s)`` set on that
     parametrization before ``registry[ng_name](param, budget=budget, num_workers=popsize)`` is
-    built, asked and told one candidate at a time in the same order (the losses as the float32
+    built, asked and told one candidate at a time in the same order (the losses as the float64
     values evoreg keeps; seeds are taken modulo 2**32, RandomState's range).
     Many nevergrad optimizers (NGOpt on ``Real`` included) need ``budget``: when it is not
     set, ``plan`` (called by the runner before the first ask) sets it to the run's budget if
@@ -85,6 +93,7 @@ class NevergradOptimizer(Optimizer):
     Config = Config
     citation = "Rapin & Teytaud (2018), Nevergrad - A gradient-free optimization platform"
     spaces = (Real, Categorical)
+    respects_bounds = True  # the bounds are the parametrization's (see ``parametrization``)
     ng_name: ClassVar[str] = "NGOpt"
 
     def setup(self) -> None:

@@ -42,6 +42,7 @@ class OneFifthES(Optimizer):
         "Rechenberg (1973), Evolutionsstrategie; Kern et al. (2004), Natural Computing 3:77-112"
     )
     spaces = (Real,)
+    respects_bounds = True  # every candidate is clipped into the space's bounds
 
     def setup(self) -> None:
         self.parent = self.clip(self.space.initial().to(self.device))
@@ -62,9 +63,7 @@ class OneFifthES(Optimizer):
 
     def clip(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` inside the space's bounds, if it has any."""
-        if self.space.lower is None and self.space.upper is None:
-            return x
-        return x.clamp(self.space.lower, self.space.upper)
+        return self.space.clip(x)
 
     def _tell(self, pop: Population, losses: torch.Tensor) -> None:
         is_child = (pop.ids != self.parent_id).to(losses.device)
