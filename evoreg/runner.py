@@ -541,7 +541,7 @@ class _Session:
 
 
 def _record(session: _Session, evaluation: Evaluation) -> dict[str, Any]:
-    losses = evaluation.losses.detach().float().cpu()
+    losses = evaluation.losses.detach().double().cpu()  # float32 would turn 1e300 into inf
     finite = losses[torch.isfinite(losses)]
     record = {
         "generation": session.generation,
