@@ -127,8 +127,10 @@ def third_party_last(entry_points: list) -> list:
 def evoreg_command(*args: str, env: dict[str, str], timeout: float = 60
                    ) -> subprocess.CompletedProcess[str]:
     code = "import sys; from evoreg.cli import main; sys.exit(main())"
+    # Run away from the checkout: `python -c` puts the working directory first on sys.path,
+    # where a stray evoreg.egg-info from a build would stand for the evoreg distribution.
     return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, cwd=env["PYTHONPATH"].split(os.pathsep)[0])
 
 
 def broken_plugins(listing: str) -> dict[str, str]:
