@@ -140,3 +140,21 @@ def test_cli_startup_quick(tmp_path):
     assert isinstance(result["goal"]["met"], bool)
     # --no-doc: the shared table is not touched
     assert (doc.read_text() if doc.exists() else None) == doc_before
+
+
+def test_checkpoint_io_quick(tmp_path):
+    doc = ROOT / "docs" / "benchmarks.md"
+    doc_before = doc.read_text() if doc.exists() else None
+    command = [sys.executable, str(BENCHMARKS / "checkpoint_io.py"), "--quick",
+               "--optimizers", "leea,atari-ga", "--out", str(tmp_path), "--no-doc"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_io.json"]  # no temporaries
+    result = json.loads((tmp_path / "checkpoint_io.json").read_text())
+    assert [case["optimizer"] for case in result["cases"]] == ["leea", "atari-ga"]
+    for case in result["cases"]:
+        assert len(case["seconds"]["ours_save"]) == result["repeats"] == 2
+        assert case["bytes_ours"] > 0 and case["bytes_pickle"] > 0
+        assert all(v > 0 for v in case["ratio_median"].values())
+    assert "torch" in result["versions"] and "checkpoint_io.py" in result["command"]
+    assert (doc.read_text() if doc.exists() else None) == doc_before
