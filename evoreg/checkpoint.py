@@ -11,6 +11,7 @@ import hmac
 import json
 import os
 import secrets
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +97,8 @@ def user_key(create: bool = True) -> bytes | None:
             return None
     except ValueError:
         raise EvoregError(f"{path} is not an evoreg key; remove it to make a new one") from None
+    except OSError:  # unreadable (a file where the folder should be, permissions)
+        return None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -137,6 +140,12 @@ def _pieces(state: Any) -> list[bytes | memoryview]:
     # Only pickles need a signature: a data-only checkpoint loads safely from anyone, and a
     # user who never saves one gets no key file.
     key = user_key() if statecodec.pickled_parts(data) else None
+    if key is None and statecodec.pickled_parts(data):
+        warnings.warn(
+            f"cannot make the signing key {config_dir() / KEY_FILE} (set EVOREG_CONFIG_DIR to "
+            "a writable folder): this checkpoint's pickled state will load only with "
+            "--trust-checkpoint", RuntimeWarning, stacklevel=3,
+        )
     return [MAGIC, hex_digest + b"\n", _signature(hex_digest, key) + b"\n", *body]
 
 

@@ -415,3 +415,17 @@ class _Counts(evoreg.Problem):
 
     def evaluate(self, pop, *, gradients: bool = False) -> evoreg.Evaluation:
         return evoreg.Evaluation(pop.values.pow(2).sum(dim=1), cost=float(len(pop)))
+
+
+def test_without_a_writable_config_dir_pickled_state_warns_and_needs_trust(
+    tmp_path, monkeypatch
+):
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the config folder would be")
+    monkeypatch.setenv("EVOREG_CONFIG_DIR", str(blocked / "evoreg"))
+    state = {"x": Pickled(pickle.dumps([1, 2]), trusted=True)}
+    with pytest.warns(RuntimeWarning, match="--trust-checkpoint"):
+        save_checkpoint(state, tmp_path / "state.ckpt")
+    with pytest.raises(EvoregError, match="--trust-checkpoint"):
+        load_checkpoint(tmp_path / "state.ckpt")
+    assert load_checkpoint(tmp_path / "state.ckpt", trust=True)["x"].load() == [1, 2]
