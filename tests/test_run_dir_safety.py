@@ -429,3 +429,13 @@ def test_without_a_writable_config_dir_pickled_state_warns_and_needs_trust(
     with pytest.raises(EvoregError, match="--trust-checkpoint"):
         load_checkpoint(tmp_path / "state.ckpt")
     assert load_checkpoint(tmp_path / "state.ckpt", trust=True)["x"].load() == [1, 2]
+
+
+def test_built_in_problems_save_data_only():
+    for name, config in (("sphere", {}), ("rastrigin", {}),
+                         ("mnist-weights", {"dataset": "digits", "batch_size": 32})):
+        problem = evoreg.make_problem(name, seed=0, device="cpu", **config)
+        optimizer = evoreg.make_optimizer("random-search", problem.space, seed=0, popsize=4)
+        pop = optimizer.ask()
+        optimizer.tell(pop, problem.evaluate(pop))
+        assert pickled_parts(snapshot(problem.state_dict())) == [], name
