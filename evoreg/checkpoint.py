@@ -124,7 +124,9 @@ def dumps(state: Any) -> bytes:
 
 def _pieces(state: Any) -> list[bytes | memoryview]:
     """``state`` (snapshotted) as the pieces of a checkpoint file, in order."""
-    data = statecodec.snapshot(state)
+    # state_dict() results are snapshots already (data and Pickled): copying a large
+    # population again would only cost time and memory; anything else is snapshotted here.
+    data = statecodec.snapshot(state) if statecodec.needs_pickle(state) else state
     tree, blobs = statecodec.encode(data)
     places, offset = [], 0
     for blob in blobs:

@@ -110,7 +110,7 @@ def needs_pickle(value: Any) -> bool:
 
 def _is_data(value: Any) -> bool:
     kind = type(value)
-    if kind in (dict, list, tuple, set, frozenset, bytes, torch.dtype, torch.device):
+    if kind in (dict, list, tuple, set, frozenset, bytes, torch.dtype, torch.device, Pickled):
         return True
     if kind is np.ndarray:
         return value.dtype != object
