@@ -70,6 +70,8 @@ def fsync_directory(directory: str | os.PathLike) -> None:
 # pickles (nevergrad's optimizers), which are unpickled only when the signature is this
 # user's or the user passed trust=True (--trust-checkpoint).
 MAGIC = b"EVOREG-CHECKPOINT 1\n"
+HEADER_BYTES = len(MAGIC) + 65 + 65  # magic, digest line, signature line
+ALIGN = 64
 KEY_FILE = "checkpoint-key"
 TRUST_HINT = (
     "loading it could run arbitrary code; if you trust whoever made it, pass "
@@ -113,7 +115,7 @@ def user_key(create: bool = True) -> bytes | None:
 
 def _signature(digest: bytes, key: bytes | None) -> bytes:
     if key is None:
-        return b"-"
+        return b"-" * 64  # unsigned; the same length keeps the blobs aligned
     return hmac.new(key, digest, hashlib.sha256).hexdigest().encode()
 
 
@@ -128,13 +130,24 @@ def _pieces(state: Any) -> list[bytes | memoryview]:
     # population again would only cost time and memory; anything else is snapshotted here.
     data = statecodec.snapshot(state) if statecodec.needs_pickle(state) else state
     tree, blobs = statecodec.encode(data)
-    places, offset = [], 0
+    # Each blob starts at a multiple of ALIGN in the file, so a reader can point tensors
+    # into the bytes it read instead of copying them (see load_checkpoint).
+    places, offset, padded = [], 0, []
     for blob in blobs:
+        pad = -offset % ALIGN
+        if pad:
+            padded.append(bytes(pad))
+        offset += pad
         size = memoryview(blob).nbytes
         places.append([offset, size])
+        padded.append(blob)
         offset += size
     manifest = json.dumps({"format": 1, "state": tree, "blobs": places}).encode()
-    body = [str(len(manifest)).encode() + b"\n", manifest, *blobs]
+    length = len(manifest)
+    while (HEADER_BYTES + len(str(length)) + 1 + length) % ALIGN:
+        length += 1
+    manifest += b" " * (length - len(manifest))  # JSON allows trailing blanks
+    body = [str(length).encode() + b"\n", manifest, *padded]
     digest = hashlib.sha256()
     for piece in body:
         digest.update(piece)
@@ -174,7 +187,12 @@ def load_checkpoint(
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        # Read into a writable buffer: tensors then use its bytes in place (one copy of a
+        # large population in memory, not two).
+        data = bytearray(path.stat().st_size)
+        with open(path, "rb") as handle:
+            if handle.readinto(data) != len(data):
+                raise EvoregError(f"{path} changed while it was read")
     except FileNotFoundError:
         raise EvoregError(f"no checkpoint at {path}") from None
     except IsADirectoryError:
@@ -183,7 +201,7 @@ def load_checkpoint(
 
 
 def loads(
-    data: bytes,
+    data: bytes | bytearray,
     *,
     trust: bool = False,
     device: str | torch.device | None = None,

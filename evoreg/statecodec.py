@@ -299,7 +299,7 @@ class _Decoder:
             if len(raw) == 0:
                 tensor = torch.empty(shape, dtype=dtype)
             else:
-                tensor = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype)
+                tensor = _bytes_as(raw, dtype)
                 if tensor.numel() != int(np.prod(shape, dtype=np.int64)):
                     raise _damaged("a tensor whose size does not match its shape")
                 tensor = tensor.reshape(shape)
@@ -345,6 +345,19 @@ class _Decoder:
         if not isinstance(index, int) or not 0 <= index < len(self.blobs):
             raise _damaged("a reference to a missing blob")
         return self.blobs[index]
+
+
+def _bytes_as(raw: memoryview, dtype: torch.dtype) -> torch.Tensor:
+    """A flat tensor of ``dtype`` over ``raw``: in place when the buffer is writable and
+    aligned (a checkpoint read by load_checkpoint), else over a copy."""
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    if len(raw) % itemsize:
+        raise _damaged("a tensor whose bytes do not fill its elements")
+    if not raw.readonly:
+        flat = torch.frombuffer(raw, dtype=torch.uint8)
+        if flat.data_ptr() % itemsize == 0:
+            return flat.view(dtype)
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype)
 
 
 def _items(value: Any) -> list:

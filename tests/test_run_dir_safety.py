@@ -439,3 +439,15 @@ def test_built_in_problems_save_data_only():
         pop = optimizer.ask()
         optimizer.tell(pop, problem.evaluate(pop))
         assert pickled_parts(snapshot(problem.state_dict())) == [], name
+
+
+def test_loaded_tensors_use_the_files_bytes_in_place_and_stay_writable(tmp_path):
+    state = {"a": torch.arange(100, dtype=torch.float32), "b": torch.full((3,), 2.5,
+                                                                           dtype=torch.float64)}
+    save_checkpoint(state, tmp_path / "state.ckpt")
+    loaded = load_checkpoint(tmp_path / "state.ckpt")
+    assert torch.equal(loaded["a"], state["a"]) and torch.equal(loaded["b"], state["b"])
+    # b's blob starts at the next multiple of 64 bytes after a's 400: no copy was made.
+    assert loaded["b"].data_ptr() - loaded["a"].data_ptr() == 448
+    loaded["a"].add_(1)  # a writable buffer, not the file
+    assert torch.equal(load_checkpoint(tmp_path / "state.ckpt")["a"], state["a"])
