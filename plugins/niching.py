@@ -88,7 +88,7 @@ class Niching(Optimizer):
         self.niche_best, self.niche_best_loss = None, float("inf")
 
     def _recommend(self) -> Any:
-        """The parent (before the first tell: the best so far, i.e. nothing)."""
+        """The parent (None before the first tell)."""
         return copy.deepcopy(self.parent) if self.parent is not None else self.best_x
 
 
