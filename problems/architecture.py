@@ -204,6 +204,8 @@ class ArchitectureSearch(Problem):
     Config = Config
     citation = "Prellberg (2020), Evolving Deep Neural Networks, PhD thesis, ch. 7"
     budget_unit = "epochs"
+    # Parts of a generation scored apart: the best of the parts, and the largest history.
+    info_merge = {"validation_accuracy_best": "max", "architectures_seen": "max"}
 
     def setup(self) -> None:
         c = self.config
