@@ -212,6 +212,12 @@ def test_state_round_trips_as_data(problem):
     other = evoreg.make_problem("architecture", **TINY)
     other.load_state_dict(back)
     assert other.history == problem.history
+    # a genome read back from a checkpoint is mutated and trained like the original
+    genome = checkpoint.loads(checkpoint.dumps(parent_of(problem, ((32, 3, 1),))))
+    assert statecodec.pickled_parts(statecodec.snapshot(genome)) == []
+    child = other.mutate(genome, np.random.default_rng(0), "change_stride")
+    assert child["blocks"] == ((32, 3, 2),)
+    assert torch.equal(child["weights"]["fc.weight"], genome["weights"]["fc.weight"])
 
 
 def test_report_and_flops(problem):
@@ -234,3 +240,14 @@ def test_two_generations_on_the_command_line(tmp_path, capsys):
     result = json.loads((out / "result.json").read_text())
     assert result["generations"] == 2 and result["cost"] == 8
     assert result["report"]["architecture"].endswith("| gap | fc10")
+
+
+def test_sample_and_mutate_are_reproducible_from_the_rng(problem):
+    def draw(seed):
+        rng = np.random.default_rng(seed)
+        return problem.space.mutate(problem.space.sample(rng), rng)
+
+    a, b, c = draw(5), draw(5), draw(6)
+    assert a["blocks"] == b["blocks"]
+    assert all(torch.equal(a["weights"][k], b["weights"][k]) for k in a["weights"])
+    assert not torch.equal(a["weights"]["fc.bias"], c["weights"]["fc.bias"])
