@@ -257,7 +257,11 @@ class ArchitectureSearch(Problem):
         self, x: dict[str, Any], rng: np.random.Generator, operator: str | None = None
     ) -> dict[str, Any]:
         """A child of ``x`` by one operator (drawn by frequency unless given), never an
-        architecture evaluated before; weights inherited as the module docstring says."""
+        architecture evaluated before; weights inherited as the module docstring says.
+
+        The history holds evaluated architectures only, so two children handed out in one
+        ask (and not yet evaluated) may coincide; the thesis' (1+1)-EA asks one at a time.
+        ``operator`` fixed, only the position is redrawn (tests use it per operator)."""
         blocks = architecture(x)
         names, weights = list(OPERATORS), np.array(list(OPERATORS.values()), dtype=float)
         for _ in range(MAX_REDRAWS):
