@@ -443,12 +443,16 @@ def test_without_a_writable_config_dir_pickled_state_warns_and_needs_trust(
 
 def test_built_in_problems_save_data_only():
     for name, config in (("sphere", {}), ("rastrigin", {}),
-                         ("mnist-weights", {"dataset": "digits", "batch_size": 32})):
+                         ("mnist-weights", {"dataset": "digits", "batch_size": 32}),
+                         ("architecture", {"dataset": "digits", "train_size": 100,
+                                           "val_size": 50, "epochs_per_eval": 1})):
         problem = evoreg.make_problem(name, seed=0, device="cpu", **config)
         optimizer = evoreg.make_optimizer("random-search", problem.space, seed=0, popsize=4)
         pop = optimizer.ask()
         optimizer.tell(pop, problem.evaluate(pop))
         assert pickled_parts(snapshot(problem.state_dict())) == [], name
+        # the best candidate the optimizer keeps (a genome, for architecture) is data too
+        assert pickled_parts(snapshot(optimizer.state_dict())) == [], name
 
 
 def test_loaded_tensors_use_the_files_bytes_in_place_and_stay_writable(tmp_path):
