@@ -21,6 +21,10 @@ next block's kernel, an added or removed block the new block and the next block'
 ``evaluate`` trains each genome ``epochs_per_eval`` epochs with Adam and returns the trained
 genomes (``Evaluation.candidates``), so trained weights flow back to the optimizer; the loss
 is minus the validation accuracy and the cost is counted in training epochs.
+
+``encoding="categorical"`` searches the same architectures as a fixed-length
+``Categorical`` vector, so that optimizers of categorical spaces (every ``ng:*``,
+``random-search``) can search them; see :class:`ArchitectureSearch` and :func:`decode`.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evoreg import Evaluation, EvoregError, Genome, Population, Problem, hookimpl
+from evoreg import Categorical, Evaluation, EvoregError, Genome, Population, Problem, hookimpl
 from evoreg.config import bounded
 from evoreg.problems import datasets
 
@@ -51,6 +55,10 @@ OPERATORS = {
     "change_stride": 1,
 }
 MAX_REDRAWS = 1000  # then the neighbourhood is exhausted: an error, not an endless loop
+STRIDES = (1, 2)
+#: The categorical encoding: these variables per slot, in this order (choice 0 of
+#: ``present`` is "absent"; the others index ``channels``, ``KERNELS``, ``STRIDES``).
+SLOT = ("present", "channels", "kernel", "stride")
 
 
 @dataclass
@@ -69,6 +77,12 @@ class Config:
     final_epochs: int = bounded(30, ge=0)  #: report(): further training before the test
     inherit: bool = True  #: weight inheritance (False: children start from fresh weights)
     split_seed: int = 1  #: seed of the train/validation permutation
+    #: genome: architecture + weights, mutated (inheritance); categorical: a fixed-length
+    #: Categorical vector for any optimizer of categorical spaces, fresh weights every time
+    encoding: Literal["genome", "categorical"] = "genome"
+    #: categorical: slots (4 variables each); 8 = room for max_stride2=3 stride-2 blocks and as
+    #: many stride-1 ones, a random vector has 4 blocks on average, and each stays CPU-cheap
+    max_blocks: int = bounded(8, ge=1)
 
     def __post_init__(self) -> None:
         if not self.channels or list(self.channels) != sorted(set(self.channels)):
@@ -179,6 +193,46 @@ def mutate_blocks(
     return child, inheritance
 
 
+def categorical_sizes(channels: tuple[int, ...], max_blocks: int) -> tuple[int, ...]:
+    """The ``Categorical`` sizes: per slot present (2), channels, kernel (3), stride (2)."""
+    return (2, len(channels), len(KERNELS), len(STRIDES)) * max_blocks
+
+
+def decode(row: Any, channels: tuple[int, ...], max_stride2: int) -> Architecture:
+    """The blocks of a categorical vector: its present slots in order (absent slots' other
+    choices are ignored). Stride-2 blocks beyond the first ``max_stride2`` become stride 1, so
+    every vector means a valid architecture (a repair, not a penalty: the optimizer still
+    learns from it). All slots absent give ``()``, which ``evaluate`` scores as the worst loss.
+    """
+    values = [int(v) for v in np.asarray(row).reshape(-1)]
+    blocks, strided = [], 0
+    for at in range(0, len(values), len(SLOT)):
+        present, c, k, s = values[at:at + len(SLOT)]
+        if not present:
+            continue
+        stride = STRIDES[s]
+        if stride == 2:
+            strided += 1
+            if strided > max_stride2:
+                stride = 1
+        blocks.append((channels[c], KERNELS[k], stride))
+    return tuple(blocks)
+
+
+def encode(blocks: Architecture, channels: tuple[int, ...], max_blocks: int) -> list[int]:
+    """The categorical vector of ``blocks``: one present slot per block, in order, then absent
+    slots (choices 0). ``decode(encode(b))`` is ``b`` for any valid ``b``."""
+    if len(blocks) > max_blocks:
+        raise EvoregError(f"{len(blocks)} blocks do not fit max_blocks={max_blocks}")
+    row: list[int] = []
+    for c, k, s in blocks:
+        if c not in channels or k not in KERNELS or s not in STRIDES:
+            raise EvoregError(f"block {(c, k, s)} is outside channels {channels}, kernels "
+                              f"{KERNELS}, strides {STRIDES}")
+        row += [1, channels.index(c), KERNELS.index(k), STRIDES.index(s)]
+    return row + [0] * (len(SLOT) * (max_blocks - len(blocks)))
+
+
 def inherit_weights(
     child: Net, parent: dict[str, torch.Tensor], inheritance: Inheritance
 ) -> None:
@@ -199,7 +253,21 @@ def inherit_weights(
 
 
 class ArchitectureSearch(Problem):
-    """Architecture + weights of a ConvNet; loss = -validation accuracy after training."""
+    """Architecture + weights of a ConvNet; loss = -validation accuracy after training.
+
+    encoding=genome (default): genomes {"blocks", "weights"}, mutated by the thesis'
+    operators with weight inheritance (inherit=true); for genome optimizers (niching,
+    random-search).
+
+    encoding=categorical: a fixed-length Categorical vector, max_blocks slots of 4 variables
+    (present/absent, channels index, kernel index into (1, 3, 5), stride index into (1, 2));
+    the present slots in order are the blocks, stride-2 blocks beyond max_stride2 become
+    stride 1, and an all-absent vector gets the worst loss 0 (charged epochs_per_eval like
+    any candidate). Every ng:* optimizer and random-search can search it. Weights are NOT
+    inherited in this encoding: every candidate is trained from a fresh initialisation,
+    seeded from the problem's seed (reproducible), and report() trains the recommended
+    architecture from fresh weights for epochs_per_eval + final_epochs epochs.
+    """
 
     Config = Config
     citation = "Prellberg (2020), Evolving Deep Neural Networks, PhD thesis, ch. 7"
@@ -230,7 +298,10 @@ class ArchitectureSearch(Problem):
         self.in_shape = tuple(data.train_images.shape[1:])  # channels adapt: grey 1, RGB 3
         self.classes = data.classes
         self.history: set[Architecture] = set()
-        self.space = Genome(sample=self.sample, mutate=self.mutate, describe=self.describe)
+        if c.encoding == "categorical":
+            self.space = Categorical(categorical_sizes(tuple(c.channels), c.max_blocks))
+        else:
+            self.space = Genome(sample=self.sample, mutate=self.mutate, describe=self.describe)
 
     # ----------------------------------------------------------------- genomes
     def build(self, blocks: Architecture) -> Net:
@@ -281,6 +352,23 @@ class ArchitectureSearch(Problem):
     def describe(self, x: dict[str, Any]) -> str:
         return describe(architecture(x), self.classes)
 
+    def decode(self, row: Any) -> Architecture:
+        """The blocks of a categorical vector (see :func:`decode`)."""
+        return decode(row, tuple(self.config.channels), self.config.max_stride2)
+
+    def encode(self, blocks: Architecture) -> torch.Tensor:
+        """The categorical vector of ``blocks`` (see :func:`encode`)."""
+        return torch.tensor(encode(blocks, tuple(self.config.channels),
+                                   self.config.max_blocks))
+
+    def as_genome(self, x: Any, rng: np.random.Generator) -> dict[str, Any] | None:
+        """A genome for ``x``: itself, or a categorical vector's blocks with fresh weights
+        drawn from ``rng`` (None for no blocks)."""
+        if isinstance(x, dict):
+            return x
+        blocks = self.decode(x)
+        return self.genome(blocks, self.fresh(blocks, rng)) if blocks else None
+
     # ----------------------------------------------------------------- training
     def train(self, x: dict[str, Any], epochs: int, generator: torch.Generator,
               schedule: list[float] | None = None) -> Net:
@@ -317,6 +405,8 @@ class ArchitectureSearch(Problem):
     def evaluate(self, pop: Population, *, gradients: bool = False) -> Evaluation:
         if gradients:
             raise EvoregError("architecture provides no gradients")
+        if self.config.encoding == "categorical":
+            return self.evaluate_categorical(pop)
         genomes = pop.rows(0, len(pop))
         losses, trained = [], []
         for x in genomes:
@@ -328,13 +418,43 @@ class ArchitectureSearch(Problem):
         info = {"validation_accuracy_best": -min(losses), "architectures_seen": len(self.history)}
         return Evaluation(torch.tensor(losses), cost=epochs, info=info, candidates=trained)
 
-    def report(self, x: dict[str, Any]) -> dict[str, Any]:
+    def evaluate_categorical(self, pop: Population) -> Evaluation:
+        """Each vector decoded and trained from fresh weights (init seeds drawn from the
+        problem's rng, minibatches from its generator: reproducible from its seed). No
+        candidates come back: the optimizer's indices stay what it asked."""
+        rows = pop.rows(0, len(pop))
+        losses = []
+        for row in rows:
+            x = self.as_genome(row.cpu(), self.rng)
+            if x is None:
+                losses.append(0.0)  # no blocks: the worst loss, accuracy 0
+                continue
+            net = self.train(x, self.config.epochs_per_eval, self.generator)
+            losses.append(-self.accuracy(net, "validation"))
+            self.history.add(architecture(x))
+        # All-absent vectors are charged too: the budget stays n * epochs_per_eval, and an
+        # optimizer stuck on them cannot run forever at no cost.
+        epochs = len(rows) * self.config.epochs_per_eval
+        info = {"validation_accuracy_best": -min(losses), "architectures_seen": len(self.history)}
+        return Evaluation(torch.tensor(losses), cost=epochs, info=info)
+
+    def report(self, x: dict[str, Any] | torch.Tensor) -> dict[str, Any]:
         """Test accuracy after ``final_epochs`` more epochs (lr ``lr``, then /10 after a third
-        and /100 after two thirds: the thesis' 10/20/30 scaled), size and FLOPs."""
+        and /100 after two thirds: the thesis' 10/20/30 scaled), size and FLOPs. A categorical
+        vector has no weights: its blocks are trained from fresh weights, ``epochs_per_eval``
+        epochs at ``lr`` (as when evaluated) before those."""
         epochs = self.config.final_epochs
         lr = self.config.lr
         schedule = [lr if e < epochs / 3 else lr / 10 if e < 2 * epochs / 3 else lr / 100
                     for e in range(epochs)]
+        if not isinstance(x, dict):
+            # Its own seeds, like the generator below: the search's state does not move.
+            genome = self.as_genome(x, np.random.default_rng(self.seed + 1))
+            if genome is None:
+                raise EvoregError("an all-absent categorical vector has no network to report")
+            x = genome
+            schedule = [lr] * self.config.epochs_per_eval + schedule
+            epochs = len(schedule)
         # Its own generator: reporting does not move the search's random state.
         net = self.train(x, epochs, torch.Generator().manual_seed(self.seed + 1), schedule)
         blocks = architecture(x)
@@ -344,7 +464,8 @@ class ArchitectureSearch(Problem):
             "test_accuracy": self.accuracy(net, "test"),
             "parameters": sum(p.numel() for p in net.parameters()),
             "flops_per_image": flops_per_image(blocks, self.in_shape, self.classes),
-            "final_epochs": epochs,
+            "final_epochs": self.config.final_epochs,
+            "trained_epochs": epochs,  # categorical: from fresh weights, epochs_per_eval more
         }
 
     # ----------------------------------------------------------------- state
