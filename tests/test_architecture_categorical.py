@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import evoreg
-from evoreg import Categorical, EvoregError, Population
+from evoreg import Categorical, EvoregError, Population, checkpoint, statecodec
 from evoreg.cli import main
 from evoreg.problems.architecture import SLOT, decode, encode
 
@@ -106,3 +106,17 @@ def test_info_says_the_categorical_encoding_does_not_inherit_weights(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "encoding=categorical" in text
     assert "Weights are NOT inherited in this encoding" in text
+
+
+def test_a_resumed_problem_draws_the_same_fresh_weights():
+    first = evoreg.make_problem("architecture", **TINY)
+    rows = [first.encode(((32, 3, 1),))[None], first.encode(((16, 1, 2), (16, 3, 1)))[None]]
+    first.evaluate(Population(rows[0]))
+    state = checkpoint.loads(checkpoint.dumps(first.state_dict()))
+    assert statecodec.pickled_parts(statecodec.snapshot(state)) == []
+    resumed = evoreg.make_problem("architecture", **TINY)
+    resumed.load_state_dict(state)
+    assert resumed.history == {((32, 3, 1),)}
+    # the init seed and minibatches continue from the saved random state, not from the start
+    assert torch.equal(resumed.evaluate(Population(rows[1])).losses,
+                       first.evaluate(Population(rows[1])).losses)
