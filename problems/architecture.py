@@ -75,7 +75,7 @@ class Config:
     batch_size: int = bounded(512, ge=1)  #: Adam minibatch
     lr: float = bounded(1e-3, gt=0)  #: Adam learning rate
     final_epochs: int = bounded(30, ge=0)  #: report(): further training before the test
-    inherit: bool = True  #: weight inheritance (False: children start from fresh weights)
+    inherit: bool = True  #: genome: weight inheritance (False: children start from fresh weights)
     split_seed: int = 1  #: seed of the train/validation permutation
     #: genome: architecture + weights, mutated (inheritance); categorical: a fixed-length
     #: Categorical vector for any optimizer of categorical spaces, fresh weights every time
@@ -204,7 +204,8 @@ def decode(row: Any, channels: tuple[int, ...], max_stride2: int) -> Architectur
     every vector means a valid architecture (a repair, not a penalty: the optimizer still
     learns from it). All slots absent give ``()``, which ``evaluate`` scores as the worst loss.
     """
-    values = [int(v) for v in np.asarray(row).reshape(-1)]
+    # a list, numpy array or tensor on any device (tolist copies it to the host)
+    values = [int(v) for v in torch.as_tensor(row).reshape(-1).tolist()]
     blocks, strided = [], 0
     for at in range(0, len(values), len(SLOT)):
         present, c, k, s = values[at:at + len(SLOT)]
@@ -221,7 +222,8 @@ def decode(row: Any, channels: tuple[int, ...], max_stride2: int) -> Architectur
 
 def encode(blocks: Architecture, channels: tuple[int, ...], max_blocks: int) -> list[int]:
     """The categorical vector of ``blocks``: one present slot per block, in order, then absent
-    slots (choices 0). ``decode(encode(b))`` is ``b`` for any valid ``b``."""
+    slots (choices 0). ``decode(encode(b))`` is ``b`` for any ``b`` of at most
+    ``max_stride2`` stride-2 blocks (more are repaired by ``decode``)."""
     if len(blocks) > max_blocks:
         raise EvoregError(f"{len(blocks)} blocks do not fit max_blocks={max_blocks}")
     row: list[int] = []
@@ -425,7 +427,7 @@ class ArchitectureSearch(Problem):
         rows = pop.rows(0, len(pop))
         losses = []
         for row in rows:
-            x = self.as_genome(row.cpu(), self.rng)
+            x = self.as_genome(row, self.rng)
             if x is None:
                 losses.append(0.0)  # no blocks: the worst loss, accuracy 0
                 continue
