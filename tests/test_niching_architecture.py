@@ -66,8 +66,9 @@ def test_kill_9_inside_a_niche_and_resume_ends_like_an_uninterrupted_run(tmp_pat
     # `lines` so that all three are inside a niche. (A child's loss is the log's loss_min:
     # one candidate per generation.)
     inside = niche_left_after([line["loss_min"] for line in log])
-    lines = next(g for g in range(2, len(inside) - 1)
-                 if all(inside[g - 2:g + 1]))  # generations g-1, g, g+1 (1-based)
+    lines = next((g for g in range(2, len(inside) - 1)
+                  if all(inside[g - 2:g + 1])), None)  # generations g-1, g, g+1 (1-based)
+    assert lines is not None, f"no three generations in a row inside a niche: {inside}"
     kill_mid_run([sys.executable, str(SCRIPT), str(killed)], killed / "log.jsonl",
                  lines=lines, timeout=60)
     assert not (killed / "final.json").exists()
