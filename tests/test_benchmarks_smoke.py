@@ -158,3 +158,54 @@ def test_checkpoint_io_quick(tmp_path):
         assert all(v > 0 for v in case["ratio_median"].values())
     assert "torch" in result["versions"] and "checkpoint_io.py" in result["command"]
     assert (doc.read_text() if doc.exists() else None) == doc_before
+
+
+def test_nas_inheritance_quick(tmp_path):
+    doc = ROOT / "docs" / "benchmarks.md"
+    doc_before = doc.read_text() if doc.exists() else None
+    command = [sys.executable, str(BENCHMARKS / "nas_inheritance.py"), "--quick",
+               "--out", str(tmp_path), "--no-doc"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    # the run folders went to a temporary folder, not next to the results
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nas_inheritance.json",
+                                                          "nas_inheritance.png"]
+    result = json.loads((tmp_path / "nas_inheritance.json").read_text())
+    for key in ("benchmark", "date", "command", "machine", "device", "torch", "versions",
+                "config", "runs", "table", "comparison", "wall_time_s", "thesis", "goal"):
+        assert key in result, key
+    assert result["benchmark"] == "nas_inheritance" and "--quick" in result["command"]
+    config = result["config"]
+    assert config["dataset"] == "digits" and config["seeds"] == [0, 1]
+    assert config["checkpoints"] == [config["budget"] // 4, config["budget"]]
+    assert config["channels_scaled_down"] is True
+    settings = ["inheritance", "baseline I", "baseline II"]
+    assert list(config["settings"]) == settings
+    assert [config["settings"][s]["inherit"] for s in settings] == [True, False, False]
+    assert [config["settings"][s]["epochs_per_eval"] for s in settings] == [4, 4, 16]
+    assert sorted((r["setting"], r["seed"]) for r in result["runs"]) == sorted(
+        (s, seed) for s in settings for seed in (0, 1))
+    for run in result["runs"]:
+        quarter, full = run["checkpoints"]
+        assert quarter["budget"] == config["budget"] // 4 and full["budget"] == config["budget"]
+        # a resume continues: never fewer epochs nor a worse best validation accuracy
+        assert full["epochs_used"] >= max(quarter["epochs_used"], config["budget"])
+        assert full["best_validation_accuracy"] >= quarter["best_validation_accuracy"]
+        for checkpoint in run["checkpoints"]:
+            assert 0 <= checkpoint["report"]["test_accuracy"] <= 1
+            assert checkpoint["report"]["final_epochs"] == config["final_epochs"]
+        costs = [cost for cost, _ in run["trace"]]
+        assert costs == sorted(costs) and costs[-1] == full["epochs_used"]
+        assert run["trace"][-1][1] == full["best_validation_accuracy"]
+    for setting in settings:
+        for label in ("B/4", "B"):
+            accuracy = result["table"][setting][label]["test_accuracy"]
+            assert accuracy["min"] <= accuracy["mean"] <= accuracy["max"]
+    comparison = result["comparison"]
+    assert len(comparison["a_values"]) == len(comparison["b_values"]) == 2
+    assert 0 < comparison["p_value"] <= 1 and comparison["alternative"] == "greater"
+    assert isinstance(result["goal"]["met"], bool)
+    assert (tmp_path / "nas_inheritance.png").stat().st_size > 1000
+    # --no-doc: the shared table is not touched
+    assert (doc.read_text() if doc.exists() else None) == doc_before
