@@ -54,7 +54,9 @@ OPERATORS = {
     "change_kernel": 2,
     "change_stride": 1,
 }
-MAX_REDRAWS = 1000  # then the neighbourhood is exhausted: an error, not an endless loop
+#: Mutations chained when every nearer architecture was evaluated already.
+MAX_STEPS = 8
+MAX_REDRAWS = 1000  # draws of one mutation before its neighbourhood counts as exhausted
 STRIDES = (1, 2)
 #: The categorical encoding: these variables per slot, in this order (choice 0 of
 #: ``present`` is "absent"; the others index ``channels``, ``KERNELS``, ``STRIDES``).
@@ -335,21 +337,39 @@ class ArchitectureSearch(Problem):
         The history holds evaluated architectures only, so two children handed out in one
         ask (and not yet evaluated) may coincide; the thesis' (1+1)-EA asks one at a time.
         ``operator`` fixed, only the position is redrawn (tests use it per operator)."""
+        start, child = x, None
+        for _ in range(MAX_STEPS):
+            child = self._step(start, rng, operator, unseen=True)
+            if child is not None or operator is not None:
+                break
+            # Every one-step neighbour has been evaluated (a small channel set runs out of
+            # them): move through one of them, so the child is one mutation further away.
+            start = self._step(start, rng, None, unseen=False)
+            if start is None:
+                break
+        if child is None:
+            raise EvoregError(f"no unseen valid mutation of {self.describe(x)} within "
+                              f"{MAX_STEPS} chained mutations of {MAX_REDRAWS} draws each")
+        return child
+
+    def _step(
+        self, x: dict[str, Any], rng: np.random.Generator, operator: str | None, unseen: bool
+    ) -> dict[str, Any] | None:
+        """One valid mutation of ``x`` (an unseen one if ``unseen``), or None."""
         blocks = architecture(x)
         names, weights = list(OPERATORS), np.array(list(OPERATORS.values()), dtype=float)
         for _ in range(MAX_REDRAWS):
             chosen = operator or str(rng.choice(names, p=weights / weights.sum()))
             drawn = mutate_blocks(blocks, chosen, rng, tuple(self.config.channels),
                                   self.config.max_stride2)
-            if drawn is None or drawn[0] in self.history:
+            if drawn is None or (unseen and drawn[0] in self.history):
                 continue
             child_blocks, inheritance = drawn
             child = self.fresh(child_blocks, rng)
             if self.config.inherit:
                 inherit_weights(child, x["weights"], inheritance)
             return self.genome(child_blocks, child)
-        raise EvoregError(f"no unseen valid mutation of {self.describe(x)} in {MAX_REDRAWS} "
-                          "draws")
+        return None
 
     def describe(self, x: dict[str, Any]) -> str:
         return describe(architecture(x), self.classes)

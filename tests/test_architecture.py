@@ -251,3 +251,23 @@ def test_sample_and_mutate_are_reproducible_from_the_rng(problem):
     assert a["blocks"] == b["blocks"]
     assert all(torch.equal(a["weights"][k], b["weights"][k]) for k in a["weights"])
     assert not torch.equal(a["weights"]["fc.bias"], c["weights"]["fc.bias"])
+
+
+def test_an_exhausted_neighbourhood_is_left_through_a_chain_of_mutations():
+    """With two channel counts and one stride-2 block, every one-step neighbour of a parent
+    can have been evaluated; the child is then two or more mutations away, still unseen."""
+    from evoreg.problems.architecture import OPERATORS, mutate_blocks
+
+    problem = evoreg.make_problem("architecture", dataset="digits", train_size=100,
+                                  val_size=50, channels=(16, 32), max_stride2=1)
+    rng = np.random.default_rng(0)
+    parent = problem.space.sample(rng)
+    blocks = tuple(parent["blocks"])
+    problem.history.add(blocks)
+    for operator in OPERATORS:
+        for _ in range(200):
+            drawn = mutate_blocks(blocks, operator, rng, (16, 32), 1)
+            if drawn is not None:
+                problem.history.add(drawn[0])
+    child = problem.space.mutate(parent, rng)
+    assert tuple(child["blocks"]) not in problem.history
