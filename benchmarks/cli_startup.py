@@ -41,6 +41,7 @@ from common import (  # noqa: E402
     RESULTS,
     add_output_options,
     doc_line,
+    evoreg_script,
     fill_sizes,
     median,
     relative_to_root,
@@ -81,15 +82,6 @@ def parse_args(argv: list[str] | None = None) -> Args:
 
 
 # --------------------------------------------------------------------------- the timings
-def evoreg_script() -> str:
-    """The console script of this interpreter's environment (what a user types)."""
-    script = Path(sys.executable).with_name("evoreg")
-    found = str(script) if script.exists() else shutil.which("evoreg")
-    if not found:
-        raise SystemExit("the evoreg console script is not installed (pip install -e .)")
-    return found
-
-
 def timed(command: Sequence[str], env: dict[str, str]) -> float:
     """Seconds from start to exit of a fresh process running ``command``."""
     start = time.perf_counter()

@@ -19,6 +19,7 @@ import datetime
 import fcntl
 import os
 import shlex
+import shutil
 import statistics
 import sys
 import time
@@ -111,6 +112,15 @@ def time_matmul(size: int, count: int, device: torch.device, generator: torch.Ge
 
 
 # --------------------------------------------------------------------------- recording
+def evoreg_script() -> str:
+    """The console script of this interpreter's environment (what a user types)."""
+    script = Path(sys.executable).with_name("evoreg")
+    found = str(script) if script.exists() else shutil.which("evoreg")
+    if not found:
+        raise SystemExit("the evoreg console script is not installed (pip install -e .)")
+    return found
+
+
 def command_line(argv: Sequence[str] | None = None) -> str:
     """The command that ran this script, as typed from the repository root."""
     argv = list(sys.argv if argv is None else argv)

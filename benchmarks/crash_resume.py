@@ -59,6 +59,7 @@ from common import (  # noqa: E402
     RESULTS,
     add_output_options,
     doc_line,
+    evoreg_script,
     fill_sizes,
     relative_to_root,
     run_info,
@@ -173,15 +174,6 @@ def parse_args(argv: list[str] | None = None) -> Args:
 
 
 # --------------------------------------------------------------------------- processes
-def evoreg_script() -> str:
-    """The console script of this interpreter's environment (what a user types)."""
-    script = Path(sys.executable).with_name("evoreg")
-    found = str(script) if script.exists() else shutil.which("evoreg")
-    if not found:
-        raise SystemExit("the evoreg console script is not installed (pip install -e .)")
-    return found
-
-
 @dataclass
 class Process:
     """One ``evoreg run`` process: its handle, launch time and captured output."""

@@ -154,8 +154,9 @@ def _pieces(state: Any) -> list[bytes | memoryview]:
     hex_digest = digest.hexdigest().encode()
     # Only pickles need a signature: a data-only checkpoint loads safely from anyone, and a
     # user who never saves one gets no key file.
-    key = user_key() if statecodec.pickled_parts(data) else None
-    if key is None and statecodec.pickled_parts(data):
+    pickled = bool(statecodec.pickled_parts(data))
+    key = user_key() if pickled else None
+    if key is None and pickled:
         warnings.warn(
             f"cannot make the signing key {config_dir() / KEY_FILE} (set EVOREG_CONFIG_DIR to "
             "a writable folder): this checkpoint's pickled state will load only with "

@@ -56,11 +56,14 @@ def snapshot(value: Any, name: str = "state") -> Any:
     Anything that is not a container, number, string, tensor or numpy array is pickled;
     an error names the attribute (``name``) that cannot be.
     """
-    return _snapshot(value, name, {})
+    return _copy(value, _snapshot_leaf, name, {})
 
 
-def _snapshot(value: Any, name: str, memo: dict[int, Any]) -> Any:
-    if isinstance(value, _PLAIN) and type(value) in _PLAIN:
+def _copy(value: Any, leaf: Callable[[Any, str], Any], name: str, memo: dict[int, Any]) -> Any:
+    """``value`` with its containers rebuilt and everything else replaced by ``leaf(value,
+    name)``; an object reached twice is copied once (``memo``), so shared references stay
+    shared."""
+    if type(value) in _PLAIN:
         return value
     key = id(value)
     if key in memo:
@@ -70,25 +73,30 @@ def _snapshot(value: Any, name: str, memo: dict[int, Any]) -> Any:
         copied: Any = {}
         memo[key] = copied
         for k, v in value.items():
-            copied[_snapshot(k, name, memo)] = _snapshot(v, f"{name}[{k!r}]", memo)
+            copied[_copy(k, leaf, name, memo)] = _copy(v, leaf, f"{name}[{k!r}]", memo)
         return copied
     if kind is list:
         copied = []
         memo[key] = copied
-        copied.extend(_snapshot(v, f"{name}[{i}]", memo) for i, v in enumerate(value))
+        copied.extend(_copy(v, leaf, f"{name}[{i}]", memo) for i, v in enumerate(value))
         return copied
     if kind in (tuple, set, frozenset):
-        copied = kind(_snapshot(v, name, memo) for v in value)
-    elif isinstance(value, torch.Tensor) and kind in (torch.Tensor, torch.nn.Parameter):
-        copied = value.detach().clone().requires_grad_(value.requires_grad)
-    elif kind is np.ndarray and value.dtype != object:
-        copied = value.copy()
-    elif isinstance(value, (np.generic, torch.dtype, torch.device, bytes, Pickled)):
-        copied = value
+        copied = kind(_copy(v, leaf, name, memo) for v in value)
     else:
-        copied = Pickled(_pickle(value, name), trusted=True, what=f"{name} ({kind.__name__})")
+        copied = leaf(value, name)
     memo[key] = copied
     return copied
+
+
+def _snapshot_leaf(value: Any, name: str) -> Any:
+    kind = type(value)
+    if isinstance(value, torch.Tensor) and kind in (torch.Tensor, torch.nn.Parameter):
+        return value.detach().clone().requires_grad_(value.requires_grad)
+    if kind is np.ndarray and value.dtype != object:
+        return value.copy()
+    if isinstance(value, (np.generic, torch.dtype, torch.device, bytes, Pickled)):
+        return value
+    return Pickled(_pickle(value, name), trusted=True, what=f"{name} ({kind.__name__})")
 
 
 def _pickle(value: Any, name: str) -> bytes:
@@ -123,39 +131,17 @@ def revive(value: Any) -> Any:
     """A fresh copy of ``value`` with every ``Pickled`` inside unpickled (it must be
     trusted): tensors and arrays are copied, so two objects loaded from one state do not
     share them."""
-    return _revive(value, {})
+    return _copy(value, _revive_leaf, "state", {})
 
 
-def _revive(value: Any, memo: dict[int, Any]) -> Any:
-    if isinstance(value, _PLAIN):
-        return value
-    key = id(value)
-    if key in memo:
-        return memo[key]
-    kind = type(value)
-    if kind is dict:
-        revived: Any = {}
-        memo[key] = revived
-        for k, v in value.items():
-            revived[_revive(k, memo)] = _revive(v, memo)
-        return revived
-    if kind is list:
-        revived = []
-        memo[key] = revived
-        revived.extend(_revive(v, memo) for v in value)
-        return revived
-    if kind in (tuple, set, frozenset):
-        revived = kind(_revive(v, memo) for v in value)
-    elif kind is Pickled:
-        revived = value.load()
-    elif isinstance(value, torch.Tensor):
-        revived = value.detach().clone().requires_grad_(value.requires_grad)
-    elif kind is np.ndarray:
-        revived = value.copy()
-    else:
-        revived = value
-    memo[key] = revived
-    return revived
+def _revive_leaf(value: Any, name: str) -> Any:
+    if type(value) is Pickled:
+        return value.load()
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone().requires_grad_(value.requires_grad)
+    if type(value) is np.ndarray:
+        return value.copy()
+    return value
 
 
 def pickled_parts(value: Any) -> list[Pickled]:
