@@ -32,8 +32,9 @@ def tie_averaged(losses: torch.Tensor, by_position: torch.Tensor) -> torch.Tenso
     """Utility of each sample: ``by_position[k]`` for the sample at position k of the losses
     sorted best (lowest) first; samples with equal losses share the mean over their positions
     (so utilities do not depend on the order in which ties were evaluated)."""
-    better = (losses.unsqueeze(0) < losses.unsqueeze(1)).sum(1)  # positions before the tie
-    upto = (losses.unsqueeze(0) <= losses.unsqueeze(1)).sum(1)  # ... and through it
+    ordered = losses.sort().values
+    better = torch.searchsorted(ordered, losses)  # positions before the tie
+    upto = torch.searchsorted(ordered, losses, right=True)  # ... and through it
     cumulative = torch.cat([by_position.new_zeros(1), by_position.cumsum(0)])
     return (cumulative[upto] - cumulative[better]) / (upto - better)
 
