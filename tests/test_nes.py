@@ -226,3 +226,14 @@ def test_runs_on_cuda(name, space):
         pop = opt.ask()
         opt.tell(pop, torch.as_tensor(pop.values).float().pow(2).sum(1))
     assert torch.as_tensor(opt.recommend()).device.type == "cuda"
+
+
+def test_openai_es_runs_an_atari_agent_unchanged(tmp_path):
+    settings = {
+        "seed": 0, "out_dir": tmp_path, "progress": False, "plot": False,
+        "problem_config": {"game": "pong", "max_steps": 30, "num_envs": 4, "report_episodes": 1},
+        "optimizer_config": {"popsize": 4},
+    }
+    result = evoreg.run("atari", "openai-es", budget=1, **settings)
+    assert result.generations == 1 and result.cost == 4 * 30 * 4
+    assert result.recommendation.shape == (1_687_206,)  # Nature-DQN, Pong
