@@ -12,6 +12,13 @@ With ``download=True`` and no files found, torchvision downloads them into layou
 needs internet). Offline and missing, the error names the four files and where they go.
 ``digits`` is scikit-learn's 8x8 set (1,797 images), shipped with the package: the default.
 
+``emnist-digits`` and ``emnist-letters`` (:func:`load_emnist`) are read from the files
+torchvision's EMNIST class extracts, ``emnist-<split>-<train|test>-<images-idx3|labels-idx1>-ubyte``
+(``.gz`` or not), in ``<data_root>/EMNIST/raw/`` or ``<data_root>/``; ``download=True`` lets
+torchvision fetch them (a 562 MB zip). Letters are labelled 0-25 (the files say 1-26). Images
+are left as the files hold them (transposed), as torchvision and the learned-weight-sharing
+code read them.
+
 Images come back as float32 in [0, 1], shape ``[N, 1, H, W]``; labels as int64.
 """
 
@@ -87,9 +94,9 @@ def candidate_dirs(name: str, root: Path) -> list[Path]:
     return [root / TORCHVISION_CLASS[name] / "raw", root, *SYSTEM_DIRS.get(name, [])]
 
 
-def _find(directory: Path) -> list[Path] | None:
+def _find(directory: Path, stems: tuple[str, ...] = FILES) -> list[Path] | None:
     found = []
-    for stem in FILES:
+    for stem in stems:
         for path in (directory / stem, directory / f"{stem}.gz"):
             if path.is_file():
                 found.append(path)
@@ -157,3 +164,51 @@ def read_idx(path: Path) -> np.ndarray:
     if body.size != int(np.prod(shape)):
         raise EvoregError(f"{path}: header says {shape} but holds {body.size} bytes")
     return body.reshape(shape).copy()  # writable, as torch.from_numpy wants
+
+
+EMNIST_SPLITS = {"emnist-digits": "digits", "emnist-letters": "letters"}
+
+
+def emnist_files(split: str) -> tuple[str, ...]:
+    """The four files of an EMNIST split, in ``FILES`` order (train images first)."""
+    return tuple(f"emnist-{split}-{part}" for part in (
+        "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+        "test-images-idx3-ubyte", "test-labels-idx1-ubyte"))
+
+
+def load_emnist(name: str, data_root: str | None = None, download: bool = False) -> ImageData:
+    """``emnist-digits`` or ``emnist-letters`` (see the module docstring)."""
+    if name not in EMNIST_SPLITS:
+        raise unknown_name("EMNIST set", name, tuple(EMNIST_SPLITS))
+    root = Path(data_root or default_data_root()).expanduser()
+    return _emnist(EMNIST_SPLITS[name], str(root), download)
+
+
+@functools.lru_cache(maxsize=2)
+def _emnist(split: str, root: str, download: bool) -> ImageData:
+    root_path = Path(root)
+    stems = emnist_files(split)
+    raw = root_path / "EMNIST" / "raw"
+    for directory in (raw, root_path):
+        paths = _find(directory, stems)
+        if paths is not None:
+            break
+    else:
+        paths = None
+        if download:
+            import torchvision
+
+            for train in (True, False):
+                torchvision.datasets.EMNIST(str(root_path), split=split, train=train,
+                                            download=True)
+            paths = _find(raw, stems)
+        if paths is None:
+            raise EvoregError(
+                f"emnist-{split}: data files not found. Put {', '.join(stems)} (or the .gz "
+                f"files) in {raw}/ (or pass data_root=DIR holding them), or set download=True "
+                "(needs internet)")
+    data = _read(paths, str(paths[0].parent))
+    if split == "letters":  # the files label a-z as 1-26
+        data.train_labels -= 1
+        data.test_labels -= 1
+    return data

@@ -209,3 +209,36 @@ def test_nas_inheritance_quick(tmp_path):
     assert (tmp_path / "nas_inheritance.png").stat().st_size > 1000
     # --no-doc: the shared table is not touched
     assert (doc.read_text() if doc.exists() else None) == doc_before
+
+
+def test_lws_quick(tmp_path):
+    doc = ROOT / "docs" / "benchmarks.md"
+    doc_before = doc.read_text() if doc.exists() else None
+    command = [sys.executable, str(BENCHMARKS / "lws.py"), "--quick", "--iterations", "4",
+               "--train-size", "30", "--out", str(tmp_path), "--no-doc"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lws.json", "lws.png"]
+    result = json.loads((tmp_path / "lws.json").read_text())
+    config = result["config"]
+    assert config["tasks"] == "digits,digits-inverted" and config["seeds"] == [0, 1]
+    assert config["report_at"] == [2, 4] and config["threads"] == 1
+    # without the nes plugin, --quick falls back to random-search and says so
+    assert config["optimizer"] in ("nes", "random-search")
+    assert (config["optimizer_fallback_for"] == "nes") == (config["optimizer"] != "nes")
+    assert [config["settings"][s]["sharing"] for s in ("learned", "full", "none")] == [
+        "learned", "full", "none"]
+    for run in result["runs"]:
+        assert [p["iterations"] for p in run["trace"]] == [2, 4]
+        assert all(0 <= p["test_error"] <= 1 for p in run["trace"])
+        distinct = run["final_report"]["distinct_weights"]
+        assert distinct == {"full": 4, "none": 8}.get(run["setting"], distinct)
+    for setting in ("learned", "full", "none"):
+        assert len(result["table"][setting]["test_error_values"]) == 2
+    comparison = result["comparison"]
+    assert comparison["a"] == "learned" and comparison["b"] in ("full", "none")
+    assert 0 < comparison["p_value"] <= 1 and comparison["alternative"] == "less"
+    assert isinstance(result["goal"]["met"], bool)
+    assert (tmp_path / "lws.png").stat().st_size > 1000
+    assert (doc.read_text() if doc.exists() else None) == doc_before
