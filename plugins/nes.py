@@ -7,7 +7,7 @@ probability vector per slot, uniform at the start). Each generation draws lambda
 a_i (``popsize``) from pi; the utilities are linear in the rank,
 ``u_i = 2 (rank_i - 1) / (lambda - 1) - 1`` with rank 1 for the highest loss, so the best
 sample gets +1 and the worst -1; the natural gradient in expectation parameters is
-``mean_i u_i (onehot(a_i) - pi)``, and ``pi += eta * gradient`` (``lr``), after which every
+``mean_i u_i (onehot(a_i) - pi)``, and ``pi += eta * gradient``, after which every
 entry is clamped at ``min_prob`` (0.001) and each vector renormalised. The recommendation is
 the most probable assignment (argmax per slot). Defaults are the DKL-MNIST values of the
 thesis' launcher (``nes_samples=8``, ``nes_lr=1e-2``, ``p_min=0.001``).
@@ -52,7 +52,7 @@ def linear_utilities(losses: torch.Tensor) -> torch.Tensor:
 @dataclass
 class Config:
     popsize: int = bounded(8, ge=2)  #: lambda, assignments sampled per generation
-    lr: float = bounded(0.01, gt=0)  #: eta, step size on the expectation parameters
+    eta: float = bounded(0.01, gt=0)  #: step size on the expectation parameters
     min_prob: float = bounded(0.001, ge=0, lt=0.5)  #: p_min, floor of every probability
 
 
@@ -81,7 +81,7 @@ class CategoricalNES(Optimizer):
         weighted = torch.zeros_like(self.pi)
         weighted.scatter_add_(1, choices.T, utilities.expand(self.pi.shape[0], -1))
         gradient = (weighted - utilities.sum() * self.pi) / len(losses)
-        self.pi = self.pi + self.config.lr * gradient
+        self.pi = self.pi + self.config.eta * gradient
         self.pi = torch.where(self.valid, self.pi.clamp(min=self.config.min_prob), 0.0)
         self.pi /= self.pi.sum(1, keepdim=True)
 

@@ -29,7 +29,7 @@ def _tell_choices(opt, choices, losses):
 # ------------------------------------------------------------------ categorical NES
 def test_categorical_update_matches_a_hand_computed_example():
     # slots of 3 and 2 choices: pi = [1/3, 1/3, 1/3] and [1/2, 1/2]
-    opt = evoreg.make_optimizer("nes", Categorical([3, 2]), lr=0.3)
+    opt = evoreg.make_optimizer("nes", Categorical([3, 2]), eta=0.3)
     # losses 1, 3, 2: the first sample is best (u = +1), the third middle (0), the second
     # worst (-1).
     _tell_choices(opt, [[0, 1], [2, 0], [0, 0]], [1.0, 3.0, 2.0])
@@ -42,10 +42,10 @@ def test_categorical_update_matches_a_hand_computed_example():
 
 
 def test_probabilities_are_clamped_at_min_prob_and_renormalised():
-    # lr 1 with the best sample on choice 0 and the worst on choice 1: pi = [1, 0] before
+    # eta 1 with the best sample on choice 0 and the worst on choice 1: pi = [1, 0] before
     # the clamp, [1, 0.001] / 1.001 after. The second slot has one choice: it stays [1, 0]
     # (its padded entry is no choice and is never clamped up).
-    opt = evoreg.make_optimizer("nes", Categorical([2, 1]), lr=1.0)
+    opt = evoreg.make_optimizer("nes", Categorical([2, 1]), eta=1.0)
     _tell_choices(opt, [[0, 0], [1, 0]], [0.0, 1.0])
     expected = torch.tensor([[1 / 1.001, 0.001 / 1.001], [1.0, 0.0]], dtype=torch.float64)
     torch.testing.assert_close(opt.pi, expected)

@@ -7,6 +7,8 @@ slower with two threads)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -193,3 +195,32 @@ def test_info_states_the_offline_default_and_the_thesis_tasks(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "digits,fashion-mnist" in text and "emnist-digits,emnist-letters,kmnist" in text
     assert "iterations" in text
+
+
+def _cli(out, budget: int) -> list[str]:
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
+    return [sys.executable, "-m", "evoreg", "run", "weight-sharing", "nes", "--budget",
+            str(budget), "--seed", "3", "--checkpoint-every", "1", "--out",
+            str(out), *sets]
+
+
+def _final(out) -> tuple[list[float], dict]:
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    result = json.loads((out / "result.json").read_text())
+    return [r["loss_min"] for r in log], result["report"]
+
+
+def test_nes_from_the_command_line_killed_and_resumed_ends_like_a_straight_run(
+        tmp_path, kill_mid_run):
+    """The learned sharing run as a user types it; theta and Adam's moments live in the
+    problem's state, so kill -9 and --resume must give the straight run's log and report."""
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(_cli(straight, 60), check=True, capture_output=True, timeout=300)
+    losses, report = _final(straight)
+    assert len(losses) == 60 and 0 <= report["test_error"] <= 1
+    assert report["distinct_weights"] >= len(LAYERS)
+    kill_mid_run(_cli(killed, 60), killed / "log.jsonl", 5, 120)
+    assert not (killed / "result.json").exists()
+    subprocess.run([*_cli(killed, 60), "--resume"], check=True, capture_output=True,
+                   timeout=300)
+    assert _final(killed) == (losses, report)
