@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "benchmarks"
 
@@ -241,4 +243,51 @@ def test_lws_quick(tmp_path):
     assert 0 < comparison["p_value"] <= 1 and comparison["alternative"] == "less"
     assert isinstance(result["goal"]["met"], bool)
     assert (tmp_path / "lws.png").stat().st_size > 1000
+    assert (doc.read_text() if doc.exists() else None) == doc_before
+
+
+def test_nes_peers_quick(tmp_path):
+    pytest.importorskip("evotorch")
+    doc = ROOT / "docs" / "benchmarks.md"
+    doc_before = doc.read_text() if doc.exists() else None
+    command = [sys.executable, str(BENCHMARKS / "nes_peers.py"), "--quick",
+               "--out", str(tmp_path), "--no-doc"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nes_peers.json", "nes_peers.png"]
+    result = json.loads((tmp_path / "nes_peers.json").read_text())
+    for key in ("benchmark", "date", "command", "machine", "device", "torch", "versions",
+                "libraries", "config", "overhead", "runs", "table", "wall_time_s", "goal"):
+        assert key in result, key
+    assert result["benchmark"] == "nes_peers" and "--quick" in result["command"]
+    config = result["config"]
+    labels = ["evoreg snes", "EvoTorch SNES", "evoreg openai-es", "EvoTorch PGPE"]
+    if config["evosax"]:
+        labels += ["evosax SNES", "evosax Open_ES"]
+    else:  # the script says so instead of failing
+        assert "evosax: not installed" in done.stdout
+    overhead = result["overhead"]
+    assert sorted(overhead["stats"]) == sorted(labels)
+    for label in labels:
+        repeats = overhead["seconds"][label]
+        assert len(repeats) == config["overhead"]["repeats"] == 2
+        assert all(len(r) == config["overhead"]["generations_per_repeat"] for r in repeats)
+        assert 0 < overhead["stats"][label]["median_ms"] <= overhead["stats"][label]["p90_ms"]
+    for ratio in ("EvoTorch SNES / evoreg snes", "EvoTorch PGPE / evoreg openai-es"):
+        assert overhead["ratios"][ratio]["median_ms"] > 0
+    # every optimizer, problem and seed ran the same number of evaluations
+    runs = result["runs"]
+    assert len(runs) == len(labels) * 2 * 2
+    for name in ("rastrigin", "mnist-weights"):
+        same = {r["evaluations"] for r in runs if r["problem"] == name}
+        assert len(same) == 1
+        pairs = result["table"][name]["pairs"]
+        for pair in ("evoreg snes vs EvoTorch SNES", "evoreg openai-es vs EvoTorch PGPE"):
+            assert pairs[pair]["verdict"] in ("better", "worse", "tie")
+            assert 0 < pairs[pair]["p_two_sided"] <= 1
+    assert all(0 <= r["report"]["test_accuracy"] <= 1
+               for r in runs if r["problem"] == "mnist-weights")
+    assert isinstance(result["goal"]["met"], bool)
+    assert (tmp_path / "nes_peers.png").stat().st_size > 1000
     assert (doc.read_text() if doc.exists() else None) == doc_before
