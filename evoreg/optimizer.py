@@ -481,6 +481,14 @@ class Optimizer:
             self.best_loss = loss
             self.best_x = self.keep_candidate(pop, i)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickle (nevergrad pickles the evoreg optimizer it wraps) holds state, not caches:
+        # the noise table is 4 MiB or more of values that ``shared_table`` draws again, the
+        # same ones, from its fixed seed on first use.
+        state = dict(vars(self))
+        state["_noise_table"] = None
+        return state
+
     def __repr__(self) -> str:
         return f"{self.name}({self.config})"
 
