@@ -414,7 +414,14 @@ class _Session:
         if self.generation == 0 and self.next_ask(budget) is None:
             optimizer, problem = self.optimizer, self.problem
             size, unit = optimizer.default_popsize, problem.budget_unit
-            cost = size * (problem.candidate_cost or 1.0)
+            per_candidate = problem.candidate_cost or 1.0
+            if optimizer.smaller_ask or size == 1:
+                raise EvoregError(
+                    f"one candidate of {problem.name} costs {per_candidate:g} {unit} and the "
+                    f"budget of {budget:g} {unit} does not pay for one: raise the budget to at "
+                    f"least {per_candidate:g}"
+                )
+            cost = size * per_candidate
             raise EvoregError(
                 f"{optimizer.name} evaluates whole generations of {size} candidates "
                 f"({cost:g} {unit}) and the budget of {budget:g} {unit} does not pay for one: "

@@ -178,3 +178,9 @@ def test_categorical_toy_problem_counts_evaluations():
     assert problem.budget_unit == "evaluations" and problem.candidate_cost == 1.0
     evaluation = problem.evaluate(evoreg.Population(torch.zeros(2, 6, dtype=torch.int64)))
     assert isinstance(evaluation, Evaluation) and evaluation.losses.tolist() == [6.0, 6.0]
+
+
+def test_a_budget_below_one_candidate_is_refused():
+    with pytest.raises(EvoregError, match="one candidate of _Epochs costs 4 epochs and the "
+                                          "budget of 3 epochs does not pay for one"):
+        evoreg.run(_Epochs(), "random-search", 3, progress=False)
