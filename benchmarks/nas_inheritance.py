@@ -19,8 +19,9 @@ B, with a one-sided Mann-Whitney U test over seeds (inheritance at B/4 greater).
 ``--seeds 5`` the smallest possible p is 1/252, so p < 0.05 can be reached; with 2 seeds
 it cannot (1/6).
 
-The search's last generation may overshoot a budget (a child costs e epochs; baseline II's
-first child already costs 16): the epochs actually used are in the JSON. Runs are seed-major
+A run uses no more epochs than its budget: the runner asks a child only while the budget
+pays for its e epochs (``Problem.candidate_cost``), so B/4 must pay for one child of
+baseline II (4e epochs); the epochs actually used are in the JSON. Runs are seed-major
 (the three settings of one seed, then the next seed), so a machine's changing load hits the
 settings alike. Run folders go to a temporary folder unless ``--runs-dir`` keeps them.
 
@@ -78,13 +79,13 @@ SETTINGS = {
 }
 #: What --quick uses unless given: digits, tiny splits and networks, 2 seeds.
 QUICK = {"dataset": "digits", "train_size": 200, "val_size": 100, "budget": 16, "seeds": 2,
-         "channels": "8,16,32", "final_epochs": 1, "batch_size": 32}
+         "channels": "8,16,32", "final_epochs": 1, "batch_size": 32, "epochs_per_eval": 1}
 #: The CPU setting's defaults: one seed of all three settings took 6 min on 2 shared cores
 #: (2026-12-02; inheritance and baseline I about 2.5 min each, their networks grown to 6
 #: blocks and 35-70 MFLOPs per image by 64 epochs; baseline II 0.5 min), so 5 seeds take
 #: about 30-40 min. The cost grows faster than B: networks grow with every accepted child.
 DEFAULTS = {"dataset": "auto", "train_size": 2000, "val_size": 500, "budget": 64, "seeds": 5,
-            "channels": "16,32,64", "final_epochs": 4, "batch_size": 64}
+            "channels": "16,32,64", "final_epochs": 4, "batch_size": 64, "epochs_per_eval": 4}
 THESIS = {"dataset": "cifar-10", "budget": 512, "inheritance_at_128": 0.85,
           "baseline_I_at_512": 0.82, "final_epochs": 30,
           "channels": list(ArchitectureConfig().channels)}
@@ -105,8 +106,10 @@ def parse_args() -> argparse.Namespace:
                         f"(the thesis': {','.join(map(str, THESIS['channels']))})")
     parser.add_argument("--final-epochs", type=int, help="training before each test")
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--epochs-per-eval", type=int, default=4,
-                        help="e of inheritance and baseline I; baseline II uses 4e")
+    parser.add_argument("--epochs-per-eval", type=int,
+                        help="e of inheritance and baseline I; baseline II uses 4e "
+                        f"(default {DEFAULTS['epochs_per_eval']}; --quick: "
+                        f"{QUICK['epochs_per_eval']})")
     parser.add_argument("--lr", type=float, default=ArchitectureConfig().lr)
     parser.add_argument("--omega", type=float, help="niching's omega (default: its own)")
     parser.add_argument("--niche-steps", type=int, help="niching's k (default: its own)")
@@ -125,6 +128,9 @@ def parse_args() -> argparse.Namespace:
         parser.error("--final-epochs must be >= 0")
     if args.budget % 4:
         parser.error("--budget must be a multiple of 4 (checkpoints at B/4 and B)")
+    if args.budget // 4 < 4 * args.epochs_per_eval:
+        parser.error(f"--budget / 4 must pay for one child of baseline II (4 x --epochs-per-eval "
+                     f"= {4 * args.epochs_per_eval} epochs), got {args.budget // 4}")
     try:
         args.channels = tuple(int(c) for c in args.channels.split(","))
     except ValueError:

@@ -332,6 +332,13 @@ def describe(entry: Entry) -> str:
     spaces = getattr(entry.factory, "spaces", None)
     if entry.kind == "optimizer" and isinstance(spaces, tuple):
         lines.append("  spaces:  " + ", ".join(getattr(s, "__name__", str(s)) for s in spaces))
+    smaller_ask = getattr(entry.factory, "smaller_ask", None)
+    if entry.kind == "optimizer" and isinstance(smaller_ask, bool):
+        lines.append("  budget:  " + (
+            "exact (smaller_ask = True): the last generation asks only what the budget "
+            "leaves" if smaller_ask else
+            "whole generations only (smaller_ask = False): a run stops before a generation "
+            "its budget cannot pay for, so it may end below the budget"))
     if entry.doc:
         lines += ["", entry.doc]
     lines += ["", hyperparameter_table(entry)]

@@ -19,6 +19,7 @@ copies, not as the same coordinates.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import torch
 
@@ -53,6 +54,11 @@ class NoiseTable:
     def __init__(self, size: int, seed: int = 0, device: torch.device | str = "cpu") -> None:
         self.size, self.seed, self.device = int(size), int(seed), torch.device(device)
         self.values = _table(self.size, self.seed, str(self.device))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled as its recipe, not its values (4 MiB and more): the same seed draws the same
+        # table again on the same kind of device.
+        return (NoiseTable, (self.size, self.seed, str(self.device)))
 
     def offsets(self, n: int, dim: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` random window starts for windows of ``dim`` values."""

@@ -59,6 +59,14 @@ class Optimizer:
     #: True for algorithms whose ``tell`` continues their latest ``ask`` (most population
     #: methods): ``tell`` then refuses any other population.
     generational: ClassVar[bool] = False
+    #: True when ``ask(n)`` takes any ``n`` from 1 to a generation's size
+    #: (``default_popsize``): the runner's last generation then asks only what the budget
+    #: leaves, so a run uses its budget exactly. False for algorithms whose update needs a
+    #: whole generation (leea's lambda individuals, openai-es's mirrored pairs): the runner
+    #: then never starts a generation the budget cannot pay for in full, so such a run may
+    #: end below its budget. Either way a run does not pass its budget on a problem that
+    #: knows what a candidate costs (``Problem.candidate_cost``). ``evoreg info`` shows it.
+    smaller_ask: ClassVar[bool] = True
     #: Raised by a plugin when what its saved state means changes: ``load_state_dict`` then
     #: refuses a state of another version unless ``accept_state_version`` allows it.
     state_version: ClassVar[int] = 1
@@ -130,8 +138,10 @@ class Optimizer:
 
     @property
     def default_popsize(self) -> int:
-        """Candidates that ``ask()`` returns: the Config's ``popsize``, or one when the Config
-        has no such field."""
+        """Candidates that ``ask()`` hands out at most, a generation: the Config's ``popsize``,
+        or one when the Config has no such field. An algorithm whose generation size changes
+        (elites re-evaluated beside the children) says so here: the runner reads it to keep
+        within the budget."""
         popsize = getattr(self.config, "popsize", None)
         return 1 if popsize is None else popsize
 
@@ -186,11 +196,18 @@ class Optimizer:
 
     # ----------------------------------------------------------------- public API
     def ask(self, n: int | None = None) -> Population:
-        """A population of ``n`` candidates (default: ``default_popsize``)."""
+        """A population of at most ``n`` candidates (default: ``default_popsize``, a
+        generation; some algorithms hand out fewer, such as goea's first ask, its parent
+        alone). Algorithms without ``smaller_ask`` may refuse an ``n`` below a generation's
+        size, in one line."""
         n = self.default_popsize if n is None else n
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise EvoregError(f"ask(n={n!r}): n must be a positive int")
         pop = self._checked_population(self._ask(int(n)))
+        if len(pop) > n:
+            # The runner asks what the budget leaves: more would spend budget it does not have.
+            raise EvoregError(f"{self.name}.ask({n}) returned {len(pop)} candidates, more "
+                              "than asked")
         pop.owner = self._owner
         pop.serial = self._latest_serial = self._next_serial
         self._next_serial += 1
@@ -463,6 +480,14 @@ class Optimizer:
         if loss < self.best_loss:
             self.best_loss = loss
             self.best_x = self.keep_candidate(pop, i)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickle (nevergrad pickles the evoreg optimizer it wraps) holds state, not caches:
+        # the noise table is 4 MiB or more of values that ``shared_table`` draws again, the
+        # same ones, from its fixed seed on first use.
+        state = dict(vars(self))
+        state["_noise_table"] = None
+        return state
 
     def __repr__(self) -> str:
         return f"{self.name}({self.config})"

@@ -163,6 +163,13 @@ class Decoder:
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[LazyGenome, torch.Tensor] = OrderedDict()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A pickle holds what names the rows, not the rows decoded so far (a cache of up to
+        # ``cache_size`` whole networks).
+        state = dict(vars(self))
+        state["_cache"] = OrderedDict()
+        return state
+
     @property
     def table_key(self) -> tuple[int, int] | None:
         return None if self.table is None else (self.table.size, self.table.seed)

@@ -92,6 +92,21 @@ class Problem:
         raise NotImplementedError(f"{self.name} has no draw() + evaluate_drawn() split")
 
     @property
+    def candidate_cost(self) -> float | None:
+        """What one candidate costs in ``budget_unit``, when that is known before it is
+        evaluated; else None. The runner reads it to keep a run within its budget: with a
+        cost per candidate the last generation asks only what the budget leaves (or, for an
+        optimizer that takes no smaller ask, the run ends before a generation it cannot pay
+        for); without one it asks whole generations and the last may pass the budget.
+
+        By default 1 when the budget counts evaluations and None otherwise: an episode's
+        frames are known only once it has ended, and a problem whose cost is per generation
+        (one training iteration, whatever the population) gains nothing from a smaller ask.
+        A problem whose candidates have a fixed cost in another unit (``architecture``: its
+        ``epochs_per_eval`` training epochs) says so here."""
+        return 1.0 if self.budget_unit == "evaluations" else None
+
+    @property
     def splittable(self) -> bool:
         """True if the problem implements ``draw`` and ``evaluate_drawn``."""
         return type(self).evaluate_drawn is not Problem.evaluate_drawn

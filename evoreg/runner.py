@@ -101,8 +101,14 @@ def run(
 ) -> RunResult:
     """Minimise ``problem`` with ``optimizer`` until ``budget`` (in the problem's unit) is used.
 
-    ``problem`` and ``optimizer`` are registered names (built here with ``seed`` and
-    ``device``) or ready objects. The last generation may overshoot the budget.
+    ``problem`` and ``optimizer`` are registered names (built here with seeds derived from
+    ``seed`` by ``derive_seeds``, and ``device``) or ready objects. When the problem knows
+    what a candidate costs (``Problem.candidate_cost``: 1 per evaluation, ``architecture``'s
+    epochs per candidate) the run does not pass its budget: the last generation asks only
+    what the budget leaves, and an optimizer without ``smaller_ask`` (leea, openai-es) stops
+    before a generation the budget cannot pay for in full (a budget below one generation is
+    refused). When it does not (atari's frames, known once the episodes end) generations
+    are whole and the last may pass the budget; ``RunResult.cost`` says by how much.
     Checkpoints are written every ``checkpoint_every`` generations when it is given, else
     whenever ``checkpoint_seconds`` have passed: an optimizer with a large state (nevergrad's
     archive grows with every candidate) would otherwise spend its time saving.
@@ -129,6 +135,7 @@ def run(
             session.open(Path(out_dir), resume, trust_checkpoint)
             if session.finished(budget):
                 return session.earlier_result()
+        session.check_budget(budget)
         ray = ({"address": ray_address, "num_workers": workers} if evaluator == "ray"
                else None)
         with _scoring(problem, problem_name, problem_config, device, ray) as evaluate, \
@@ -146,8 +153,8 @@ def _loop(
     """The run itself: ask, evaluate, tell, record, checkpoint, until the budget is used
     or a signal asked to ``stop`` (the signal's number is put in the list)."""
     optimizer = session.optimizer
-    while session.cost < budget:
-        pop = optimizer.ask()
+    while (size := session.next_ask(budget)) is not None:
+        pop = optimizer.ask(size)
         evaluation = evaluate(pop, **optimizer.evaluate_with)
         optimizer.tell(pop, evaluation)
         session.record(evaluation)
@@ -376,7 +383,50 @@ class _Session:
         self.log, self._log_keep = _checked_log(self.out, lines)
 
     def finished(self, budget: float) -> bool:
-        return self.out is not None and (self.out / RESULT_FILE).exists() and self.cost >= budget
+        return (self.out is not None and (self.out / RESULT_FILE).exists()
+                and self.next_ask(budget) is None)
+
+    def next_ask(self, budget: float) -> int | None:
+        """How many candidates the next generation asks, or None when the run is over.
+
+        A whole generation (``default_popsize``) while the budget pays for it. Then, on a
+        problem that knows what a candidate costs, what the budget leaves for an optimizer
+        with ``smaller_ask``, and nothing for the others. On a problem that does not, a whole
+        generation until the budget is used (the last one may pass it)."""
+        left = budget - self.cost
+        if left <= 0:
+            return None
+        size = self.optimizer.default_popsize
+        per_candidate = self.problem.candidate_cost
+        if per_candidate is None:
+            return size
+        # floor, forgiving the rounding of a float budget (0.3 / 0.1 is 2.9999999999999996)
+        affordable = math.floor(left / per_candidate + 1e-9)
+        if affordable >= size:
+            return size
+        if affordable >= 1 and self.optimizer.smaller_ask:
+            return affordable
+        return None
+
+    def check_budget(self, budget: float) -> None:
+        """Refuse, before anything is written, a run whose budget cannot pay for its first
+        generation (an optimizer without ``smaller_ask`` whose generation costs more)."""
+        if self.generation == 0 and self.next_ask(budget) is None:
+            optimizer, problem = self.optimizer, self.problem
+            size, unit = optimizer.default_popsize, problem.budget_unit
+            per_candidate = problem.candidate_cost or 1.0
+            if optimizer.smaller_ask or size == 1:
+                raise EvoregError(
+                    f"one candidate of {problem.name} costs {per_candidate:g} {unit} and the "
+                    f"budget of {budget:g} {unit} does not pay for one: raise the budget to at "
+                    f"least {per_candidate:g}"
+                )
+            cost = size * per_candidate
+            raise EvoregError(
+                f"{optimizer.name} evaluates whole generations of {size} candidates "
+                f"({cost:g} {unit}) and the budget of {budget:g} {unit} does not pay for one: "
+                f"raise the budget to at least {cost:g}, or lower popsize"
+            )
 
     def earlier_result(self) -> RunResult:
         """The result a finished run directory holds."""

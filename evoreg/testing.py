@@ -17,7 +17,9 @@ unique ids; ``tell`` refuses wrong shapes, foreign and repeated populations; a `
 saved and loaded into a fresh optimizer (another seed) gives the same next ``ask``; a fixed
 seed improves on a toy loss within 600 evaluations; ``recommend`` is a candidate of the
 space; on a bounded ``Real`` space an optimizer with ``respects_bounds`` keeps its candidates
-within the bounds, and one without refuses the space in one line.
+within the bounds, and one without refuses the space in one line; ``evoreg.run`` with a
+budget that is no whole number of generations uses it exactly (``smaller_ask``) or stops
+less than a generation short of it, never past it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import torch
 from .checkpoint import dumps, loads
 from .errors import EvoregError
 from .optimizer import Optimizer
-from .problem import Evaluation
+from .problem import Evaluation, Problem
 from .registry import get_registry, make_optimizer
 from .spaces import Categorical, Genome, Real, Space
 
@@ -240,6 +242,46 @@ def check_bounds(spec: OptimizerSpec) -> None:
     assert bool(((x >= lower) & (x <= upper)).all()), "recommend() is outside the bounds"
 
 
+class ToyProblem(Problem):
+    """A toy space and its toy loss as a problem that counts evaluations (with gradients on
+    ``Real``), for runs through ``evoreg.run``."""
+
+    provides_gradients = True
+
+    def __init__(self, space: Space) -> None:
+        self.toy_space = space
+        super().__init__()
+
+    def setup(self) -> None:
+        self.space = self.toy_space
+
+    def evaluate(self, pop: Any, *, gradients: bool = False) -> Evaluation:
+        return toy_evaluation(self.space, pop.rows(0, len(pop)))
+
+
+def check_budget(spec: OptimizerSpec) -> None:
+    """``evoreg.run`` on the toy problem with a budget of three and a half generations (three
+    and one evaluation for a generation of one) never passes it: an optimizer with
+    ``smaller_ask`` uses it exactly, one without stops less than a generation short."""
+    from .runner import run  # on use: the other checks need no runner
+
+    _, space = make(spec)  # the toy space it accepts; built again, for run() to plan
+    optimizer = make_optimizer(spec, space) if isinstance(spec, str) else spec(space)
+    size = optimizer.default_popsize
+    budget = 3 * size + max(1, size // 2)
+    result = run(ToyProblem(space), optimizer, budget, progress=False, plot=False)
+    assert result.cost <= budget, f"used {result.cost} evaluations of a budget of {budget}"
+    if optimizer.smaller_ask:
+        assert result.cost == budget, (
+            f"used {result.cost} evaluations of a budget of {budget}, although smaller_ask "
+            "says its last generation asks what the budget leaves"
+        )
+    else:
+        assert budget - result.cost < size, (
+            f"stopped at {result.cost} evaluations of {budget}, with a generation of {size}"
+        )
+
+
 def _class(spec: OptimizerSpec) -> type:
     if isinstance(spec, str):
         return get_registry().get("optimizer", spec).factory
@@ -248,7 +290,7 @@ def _class(spec: OptimizerSpec) -> type:
 
 CHECKS: tuple[Callable[[OptimizerSpec], None], ...] = (
     check_ask, check_tell, check_state_round_trip, check_improves, check_recommend,
-    check_bounds,
+    check_bounds, check_budget,
 )
 
 

@@ -9,7 +9,9 @@ weight. The kappa best parents (``elites``) pass unchanged and, while they have 
 ``max_evals`` episodes, are evaluated once more beside the children, their fitness the mean
 of their episodes: one lucky episode no longer keeps an agent on top. The next parents are
 the elites and the best mu - kappa children. The first generation is lambda independent
-initialisations.
+initialisations. A generation is thus lambda children plus the elites due for another
+episode (``default_popsize``); ``ask(n)`` with a smaller n (the budget's last generation)
+keeps the elites due and makes fewer children.
 
 Presets: ``thesis`` (kappa 10, mu 40, lambda 2000, max_evals 20) and ``such2017`` (kappa 1,
 mu 10, lambda 5000, max_evals 1); sigma 0.005 for both. Explicit values override the preset.
@@ -80,6 +82,15 @@ class AtariGA(Optimizer):
             cache_size=max(64, self.config.parents + 8),
         )
 
+    @property
+    def default_popsize(self) -> int:
+        """lambda children, plus the elites due for another episode."""
+        return self.config.popsize + len(self._due_elites())
+
+    def _due_elites(self) -> list[dict]:
+        c = self.config
+        return [e for e in self.agents[: c.elites] if len(e["losses"]) < c.max_evals]
+
     def _new_seeds(self, n: int) -> list[int]:
         return [int(s) for s in self.rng.integers(0, SEED_BOUND, size=n)]
 
@@ -89,14 +100,16 @@ class AtariGA(Optimizer):
             genomes = [((seed, 0.0),) for seed in self._new_seeds(n)]
             entries = [{"genome": g, "id": None, "losses": []} for g in genomes]
         else:
-            chosen = self.rng.integers(0, len(self.agents), size=n)
-            seeds = self._new_seeds(n)
+            due = self._due_elites()
+            children = max(0, n - len(due))
+            chosen = self.rng.integers(0, len(self.agents), size=children)
+            seeds = self._new_seeds(children)
             entries = [
                 {"genome": self.agents[i]["genome"] + ((seed, c.sigma),), "id": None,
                  "losses": []}
                 for i, seed in zip(chosen.tolist(), seeds)
             ]
-            entries += [e for e in self.agents[: c.elites] if len(e["losses"]) < c.max_evals]
+            entries += due[: n - children]
         ids = []
         for entry in entries:
             if entry["id"] is None:

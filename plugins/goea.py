@@ -8,7 +8,8 @@ best child only if that child is strictly better (ties and worse children leave 
 ``accept="first"`` is the paper's Alg. 1: the parent moves to the first strictly better child
 in the population's order. The parent's loss must be known: the first ask returns the
 parent alone. With ``reevaluate_parent`` every population is the parent (same id) followed
-by the children, and the comparison uses the parent's loss of this generation, as a problem
+by the children (``popsize + 1`` candidates; ``ask(n)`` hands out the parent and n - 1
+children), and the comparison uses the parent's loss of this generation, as a problem
 that draws a fresh minibatch each generation needs (the paper evaluates on the whole training
 set, where this makes no difference). The noise is, by default, windows of a shared Gaussian
 noise table (Salimans et al. 2017): still N(0, sigma^2) per weight, several times cheaper to
@@ -43,6 +44,11 @@ class GOEA(Optimizer):
     spaces = (Real,)
     generational = True
 
+    @property
+    def default_popsize(self) -> int:
+        """N children, plus the parent itself with ``reevaluate_parent``."""
+        return self.config.popsize + int(self.config.reevaluate_parent)
+
     def setup(self) -> None:
         self.parent = self.space.initial().to(self.device)
         self.parent_id = self.new_ids(1)
@@ -52,11 +58,13 @@ class GOEA(Optimizer):
         c = self.config
         if self.parent_loss is None and not c.reevaluate_parent:
             return Population(self.parent.unsqueeze(0).clone(), self.parent_id)
-        # marginally N(0, sigma^2) per weight, from the noise table or fresh
-        children = self.perturb(self.parent, c.sigma, n, self.new_ids(n))
         if not c.reevaluate_parent:
-            return children
-        values = torch.cat([self.parent.unsqueeze(0), children.rows(0, n)])
+            # marginally N(0, sigma^2) per weight, from the noise table or fresh
+            return self.perturb(self.parent, c.sigma, n, self.new_ids(n))
+        if n == 1:  # the budget's last candidate: the parent alone
+            return Population(self.parent.unsqueeze(0).clone(), self.parent_id)
+        children = self.perturb(self.parent, c.sigma, n - 1, self.new_ids(n - 1))
+        values = torch.cat([self.parent.unsqueeze(0), children.rows(0, n - 1)])
         return Population(values, torch.cat([self.parent_id, children.ids]))
 
     def _tell(self, pop: Population, losses: torch.Tensor) -> None:

@@ -83,6 +83,7 @@ class LEEA(Optimizer):
     citation = "Prellberg (2020), Evolving Deep Neural Networks, PhD thesis, Oldenburg, ch. 5"
     spaces = (Real,)
     generational = True
+    smaller_ask = False  # a generation is exactly lambda individuals (elite, crossover shares)
 
     def setup(self) -> None:
         c = self.config

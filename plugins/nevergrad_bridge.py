@@ -7,12 +7,20 @@ https://github.com/facebookresearch/nevergrad.
 ``ask(n)`` is ``n`` nevergrad asks, ``tell`` passes each loss back in order, ``recommend`` is
 nevergrad's recommendation. ``register_in_nevergrad`` goes the other way, so a nevergrad user
 keeps nevergrad's API (``ask``/``tell``/``minimize``) over an evoreg optimizer.
+
+Seeds: ``make_optimizer("ng:Name", space, seed=s)`` is nevergrad's own run with seed ``s``
+(see ``NevergradOptimizer``). ``evoreg.run(..., seed=s)`` gives the optimizer the seed
+``evoreg.runner.derive_seeds(s)[1]`` (and the problem ``derive_seeds(s)[0]``), so it equals
+nevergrad's run with that seed, not with ``s``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -29,6 +37,9 @@ from evoreg.config import bounded
 #: on each such tell ("rescale the cost function?"); an evoreg +inf (a NaN/inf loss, already
 #: warned about by the base class) is told as the largest float below that, without a warning.
 NEVERGRAD_MAX_LOSS = float(np.nextafter(5.0e20, 0.0))
+#: The budget ``ng:*`` tries when nevergrad fails to build an optimizer without one: if it
+#: builds with it, the missing budget was the cause.
+PROBE_BUDGET = 100
 
 
 @dataclass
@@ -81,7 +92,11 @@ class NevergradOptimizer(Optimizer):
     Many nevergrad optimizers (NGOpt on ``Real`` included) need ``budget``: when it is not
     set, ``plan`` (called by the runner before the first ask) sets it to the run's budget if
     the problem counts evaluations; a budget in other units (Atari frames) would mislead
-    NGOpt's choice, so there it stays unset unless given.
+    NGOpt's choice, so there it stays unset unless given. Whatever nevergrad raises while
+    building the optimizer is reported in one line with its cause: a missing budget (when
+    nevergrad builds it with one, whatever it raised without: AssertionError for NGOpt,
+    TypeError for NGOptF2) at the first ask, as ``plan`` may still bring one; anything else
+    (Carola4 with ``popsize`` > 1: it does not support parallelization) at once.
 
     ``state_dict`` pickles the nevergrad optimizer with its pending candidates. Those that
     nevergrad runs in a thread ("recast": scipy's, direct search, ...) pickle only after
@@ -97,23 +112,49 @@ class NevergradOptimizer(Optimizer):
     ng_name: ClassVar[str] = "NGOpt"
 
     def setup(self) -> None:
-        param = parametrization(self.space, self.seed)
-        # Built without a budget, NGOpt and others fail; ``plan`` may still bring one, so
-        # that failure is reported by the first ask, not here.
-        self.unbuilt: str | None = None
-        self.nevergrad: Any = None
-        try:
-            self.nevergrad = ng.optimizers.registry[self.ng_name](
-                param, budget=self.config.budget, num_workers=self.config.popsize
-            )
-            self.nevergrad.enable_pickling()  # state_dict pickles it
-        except Exception as error:
-            if self.config.budget is not None or not isinstance(error, (AssertionError,
-                                                                          ValueError)):
-                raise self._explain(error) from error
-            self.unbuilt = str(self._explain(error))
         # Candidates asked and not yet told, by evoreg id: nevergrad needs them back in tell.
         self.asked: dict[int, ng.p.Parameter] = {}
+        self.unbuilt: str | None = None
+        self.nevergrad, cause = self._build(self.config.budget)
+        if self.nevergrad is not None:
+            return
+        if self.config.budget is None and self._build(PROBE_BUDGET)[0] is not None:
+            # It fails without a budget only (NGOpt, NGOptF2, ...), and ``plan`` (the runner's
+            # budget) may still bring one: the first ask reports it if none came.
+            self.unbuilt = (
+                f"{self.name} needs a budget: nevergrad's {self.ng_name} chooses or sizes "
+                f"itself from the number of evaluations planned and fails without one "
+                f"({cause}); pass budget=N"
+            )
+            return
+        raise EvoregError(self._cause_line(cause))
+
+    def _build(self, budget: int | None) -> tuple[Any, str]:
+        """nevergrad's optimizer built with ``budget`` and ``num_workers=popsize``, or None and
+        why not, as one line (whatever it raised: AssertionError, TypeError, ...)."""
+        param = parametrization(self.space, self.seed)
+        with _quiet_nevergrad_destructors():
+            try:
+                built = ng.optimizers.registry[self.ng_name](
+                    param, budget=budget, num_workers=self.config.popsize
+                )
+                built.enable_pickling()  # state_dict pickles it (NGOpt chooses its algorithm here)
+                return built, ""
+            except ImportError as error:
+                cause = f"it needs a package nevergrad does not require ({error})"
+            except Exception as error:  # noqa: BLE001 - any of them, reported in one line
+                cause = _one_line(error)
+        # Out of the except block the failed, half-built optimizer is freed here, where its
+        # __del__'s errors are silenced.
+        return None, cause
+
+    def _cause_line(self, cause: str) -> str:
+        popsize, budget = self.config.popsize, self.config.budget
+        if "does not support parallelization" in cause:
+            return (f"{self.name} does not support parallelization: nevergrad runs it one "
+                    f"candidate at a time, so it needs popsize=1 (nevergrad's num_workers), "
+                    f"not {popsize} ({cause})")
+        return f"{self.name} cannot be built with popsize={popsize}, budget={budget}: {cause}"
 
     def plan(self, budget: float, unit: str) -> None:
         if unit != "evaluations" or self.config.budget is not None or self._next_serial > 0:
@@ -121,18 +162,6 @@ class NevergradOptimizer(Optimizer):
         # As if built with that budget: nevergrad sizes itself at construction.
         self.config = dataclasses.replace(self.config, budget=int(budget))
         self.setup()
-
-    def _explain(self, error: Exception) -> Exception:
-        """nevergrad's errors for the two common causes, as evoreg errors that say what to do."""
-        if isinstance(error, ImportError):
-            return EvoregError(f"{self.name} needs a package nevergrad does not require: {error}")
-        if self.config.budget is None and isinstance(error, (AssertionError, ValueError)):
-            return EvoregError(
-                f"{self.name} failed without a budget ({error!r}); "
-                "nevergrad's NGOpt and many others choose or size themselves from it: "
-                "pass budget=N (the number of evaluations planned)"
-            )
-        return error
 
     def _to_tensor(self, candidates: list[ng.p.Parameter]) -> torch.Tensor:
         if isinstance(self.space, Real):
@@ -146,8 +175,12 @@ class NevergradOptimizer(Optimizer):
             raise EvoregError(self.unbuilt)
         try:
             candidates = [self.nevergrad.ask() for _ in range(n)]
-        except Exception as error:
-            raise self._explain(error) from error
+        except Exception as error:  # noqa: BLE001 - any of them, reported in one line
+            cause = _one_line(error)
+        else:
+            cause = None
+        if cause is not None:
+            raise EvoregError(f"{self.name}.ask: nevergrad's {self.ng_name} failed ({cause})")
         ids = self.new_ids(n)
         self.asked.update(zip(ids.tolist(), candidates))
         return Population(self._to_tensor(candidates), ids)
@@ -188,19 +221,75 @@ def _same(a: Any, b: Any) -> bool:
         return a is b
 
 
+def _one_line(error: BaseException) -> str:
+    """``Type: message`` on one line (the type alone when the message is empty)."""
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+@contextlib.contextmanager
+def _quiet_nevergrad_destructors() -> Iterator[None]:
+    """Silence what a half-built nevergrad optimizer's ``__del__`` raises when it is freed
+    (nevergrad 1.0.12's recast optimizers read attributes their failed ``__init__`` never
+    set, and Python prints that to stderr: noise beside the one-line error evoreg gives)."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        where = getattr(unraisable.object, "__qualname__", "")
+        module = getattr(unraisable.object, "__module__", "") or ""
+        if not (where.endswith("__del__") and module.startswith("nevergrad")):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
 def _factory(name: str) -> type[NevergradOptimizer]:
     # One small subclass per name: the base's __init__ takes only hyperparameters as keywords.
     return type(f"Nevergrad_{name}", (NevergradOptimizer,), {"ng_name": name, "name": f"ng:{name}"})
 
 
 # ------------------------------------------------------------------ evoreg inside nevergrad
+#: Hyperparameters of evoreg's built-ins that are absolute step sizes, tuned for network
+#: weights (goea's sigma 0.01, leea's 0.001, atari-ga's 0.005, openai-es's sigma 0.02 and
+#: Adam lr 0.01). In nevergrad's standardized space one unit is the parametrization's sigma
+#: (1 for ``ng.p.Array``), where such steps barely move: sphere d=20, 1,000 evaluations,
+#: median of 5 seeds, goea 12.9 and leea (popsize 20) 7.1 from 20, OnePlusOne 0.0. The bridge
+#: gives them these values, in that unit, unless they are set (with them: goea 0.15, leea
+#: 1.1; the other step sizes measured, 0.3 and 1, did worse up to d = 100).
+STANDARDIZED_DEFAULTS: dict[str, dict[str, float]] = {
+    "goea": {"sigma": 0.1},
+    "leea": {"sigma": 0.1},
+    "atari-ga": {"sigma": 0.1},
+    "openai-es": {"sigma": 0.1, "lr": 0.1},
+}
+
+
 class _EvoregInNevergrad(ng_base.Optimizer):
     """nevergrad's Optimizer API over an evoreg optimizer, in nevergrad's standardized space.
 
     The evoreg optimizer sees ``Real(dimension)`` around 0 with sigma 1 (nevergrad maps that
-    space to the parametrization's values, bounds included). It asks a population of its
-    ``popsize`` (``num_workers`` if it has none) and hands out its rows one by one; the
-    population is told back once every row of it has been told.
+    space to the parametrization's values, bounds included); built-ins whose step sizes are
+    absolute get ``STANDARDIZED_DEFAULTS``. It asks a generation (``default_popsize``; with a
+    budget, no more than the asks it leaves when it takes a smaller ask) and hands out its
+    rows one by one; the generation is told back once every row of it has been told.
+
+    Several asks before the tells (``num_workers > 1``) work for every optimizer: one that is
+    not ``generational`` asks its next population while the earlier ones are out. A
+    generational one (goea, leea, atari-ga, snes, ...) can only ask its next generation once
+    the current one is told, so when every row is out and some are not yet told, the bridge
+    hands out an untold row again (a backup copy: whichever copy is told first gives the row
+    its loss; the other only enters nevergrad's archive). That costs at most num_workers - 1
+    evaluations a generation, and keeps every worker busy.
+
+    The recommendation is evoreg's (its best, its mean, its parent) once it has been told a
+    generation; before that (leea's popsize 2000 within a budget of 1000) it is the best
+    candidate told, from nevergrad's archive. Suggestions and candidates not asked are
+    refused with ``TellNotAskedNotSupportedError``: evoreg's optimizers learn from the
+    populations they generated.
     """
 
     def __init__(
@@ -214,47 +303,107 @@ class _EvoregInNevergrad(ng_base.Optimizer):
         super().__init__(parametrization, budget=budget, num_workers=num_workers)
         # Drawn from the parametrization's random state so nevergrad's seeding applies.
         seed = int(self._rng.randint(2**31))
-        self.evoreg = evoreg.make_optimizer(
-            evoreg_name, Real(self.dimension), seed=seed, **(evoreg_config or {})
-        )
-        self.popsize = getattr(self.evoreg.config, "popsize", None) or num_workers
+        config = {**STANDARDIZED_DEFAULTS.get(evoreg_name, {}), **(evoreg_config or {})}
+        self.evoreg = evoreg.make_optimizer(evoreg_name, Real(self.dimension), seed=seed, **config)
+        if budget is not None:
+            self.evoreg.plan(budget, "evaluations")
         self.batch: Population | None = None  # the population whose rows are being handed out
         self.handed = 0  # rows of it handed out
         self.open: dict[int, tuple[Population, list[float | None]]] = {}  # by serial
+        self.backups = 0  # rows handed out again, to choose the next one in turn
 
     def _internal_ask_candidate(self) -> ng.p.Parameter:
         if self.batch is None or self.handed == len(self.batch):
-            self.batch, self.handed = self.evoreg.ask(self.popsize), 0
+            if self.evoreg.generational and self.open:
+                return self._backup()
+            self.batch, self.handed = self.evoreg.ask(self._generation_size()), 0
             self.open[self.batch.serial] = (self.batch, [None] * len(self.batch))
-        row = self.batch.rows(self.handed, self.handed + 1)[0]
-        candidate = self.parametrization.spawn_child().set_standardized_data(
-            row.cpu().double().numpy()
-        )
-        candidate._meta["evoreg"] = (self.batch.serial, self.handed)
         self.handed += 1
+        return self._candidate(self.batch, self.handed - 1)
+
+    def _generation_size(self) -> int:
+        """A generation; with a budget, only the asks it leaves when the optimizer takes a
+        smaller ask (so a budget of 1,000 is 1,000 evaluations told, none left over)."""
+        size = self.evoreg.default_popsize
+        if self.budget is not None and self.evoreg.smaller_ask:
+            size = min(size, max(1, self.budget - self.num_ask))
+        return size
+
+    def _backup(self) -> ng.p.Parameter:
+        """An untold row of the open generation, again (in turn over the untold rows)."""
+        ((pop, losses),) = self.open.values()
+        untold = [row for row, loss in enumerate(losses) if loss is None]
+        row = untold[self.backups % len(untold)]
+        self.backups += 1
+        return self._candidate(pop, row)
+
+    def _candidate(self, pop: Population, row: int) -> ng.p.Parameter:
+        values = pop.rows(row, row + 1)[0]
+        candidate = self.parametrization.spawn_child().set_standardized_data(
+            values.cpu().double().numpy()
+        )
+        candidate._meta["evoreg"] = (pop.serial, row)
         return candidate
 
     def _internal_tell_candidate(self, candidate: ng.p.Parameter, loss: float) -> None:
         serial, row = candidate._meta["evoreg"]
+        if serial not in self.open:
+            return  # a backup copy of a row whose generation is already told
         pop, losses = self.open[serial]
+        if losses[row] is not None:
+            return  # the other copy was told first
         losses[row] = loss
         if all(value is not None for value in losses):
             del self.open[serial]
-            self.evoreg.tell(pop, torch.tensor(losses))
+            self.evoreg.tell(pop, torch.tensor(losses, dtype=torch.float64))
+
+    def _refusal(self, what: str) -> ng.errors.TellNotAskedNotSupportedError:
+        return ng.errors.TellNotAskedNotSupportedError(
+            f"evoreg's {self.evoreg.name} in nevergrad {what}: it learns only from the "
+            "candidates it generated, each told once (ask() for candidates, tell() each of "
+            "them its loss)"
+        )
+
+    def suggest(self, *args: Any, **kwargs: Any) -> None:
+        raise self._refusal("takes no suggestions")
 
     def _internal_tell_not_asked(self, candidate: ng.p.Parameter, loss: float) -> None:
-        raise ng.errors.TellNotAskedNotSupportedError
+        raise self._refusal("was told a candidate it did not ask for, or one already told")
 
     def _internal_provide_recommendation(self) -> np.ndarray | None:
+        if self.evoreg.generation == 0:
+            return None  # nevergrad then recommends the best candidate told so far
         best = self.evoreg.recommend()
         return None if best is None else best.cpu().double().numpy()
 
 
 class EvoregOptimizer(ng_base.ConfiguredOptimizer):
-    """An evoreg optimizer (by its registry name and hyperparameters) as a nevergrad one."""
+    """An evoreg optimizer (by its registry name and hyperparameters) as a nevergrad one.
+
+    Refused here, in one line: unknown names (with close matches), gradient methods (adam,
+    sgd: nevergrad tells a loss, not the gradient they step on) and optimizers of other
+    spaces than ``Real`` (nes, niching: nevergrad hands its optimizers a real vector).
+    """
 
     def __init__(self, evoreg_name: str, evoreg_config: dict[str, Any] | None = None) -> None:
+        _check_for_nevergrad(evoreg_name)
         super().__init__(_EvoregInNevergrad, locals())
+
+
+def _check_for_nevergrad(evoreg_name: str) -> None:
+    factory = evoreg.get_registry().get("optimizer", evoreg_name).factory
+    if dict(getattr(factory, "evaluate_with", {})).get("gradients"):
+        raise EvoregError(
+            f"{evoreg_name} is a gradient method and cannot run in nevergrad, whose tell gives "
+            "a loss, not the gradient it steps on: register a gradient-free optimizer"
+        )
+    spaces = getattr(factory, "spaces", (Real,))
+    if not issubclass(Real, spaces):
+        accepted = ", ".join(space.__name__ for space in spaces)
+        raise EvoregError(
+            f"{evoreg_name} works on {accepted} spaces; in nevergrad it would search "
+            "nevergrad's standardized space, a Real vector: register an optimizer of Real spaces"
+        )
 
 
 def register_in_nevergrad(
@@ -264,12 +413,13 @@ def register_in_nevergrad(
 
     Registered as ``nevergrad_name`` (default ``"evoreg:<evoreg_name>"``), then
     ``ng.optimizers.registry["evoreg:random-search"](parametrization=2, budget=100)`` is a
-    plain nevergrad optimizer. Raises ``ValueError`` if nevergrad already has that name.
+    plain nevergrad optimizer. Raises ``ValueError`` if nevergrad already has that name, and
+    ``EvoregError`` (a ValueError) for an optimizer that cannot run there (see
+    ``EvoregOptimizer``). Step sizes that are absolute default to ``STANDARDIZED_DEFAULTS``.
     """
     nevergrad_name = nevergrad_name or f"evoreg:{evoreg_name}"
     if nevergrad_name in ng.optimizers.registry:
         raise ValueError(f"nevergrad already has an optimizer named {nevergrad_name!r}")
-    evoreg.get_registry().get("optimizer", evoreg_name)  # an unknown name lists close matches
     configured = EvoregOptimizer(evoreg_name, dict(config))
     return configured.set_name(nevergrad_name, register=True)
 

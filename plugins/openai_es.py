@@ -71,6 +71,7 @@ class OpenAIES(Optimizer):
     citation = "Salimans, Ho, Chen, Sidor & Sutskever (2017), arXiv:1703.03864"
     spaces = (Real,)
     generational = True
+    smaller_ask = False  # a generation is mirrored pairs: ask(n) needs an even n
     # Saved through its own state_dict (tensors and numbers), so a checkpoint stays data.
     transient = ("torch_optimizer",)
 

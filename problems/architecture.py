@@ -279,6 +279,12 @@ class ArchitectureSearch(Problem):
     # Parts of a generation scored apart: the best of the parts, and the largest history.
     info_merge = {"validation_accuracy_best": "max", "architectures_seen": "max"}
 
+    @property
+    def candidate_cost(self) -> float:
+        """Every candidate trains ``epochs_per_eval`` epochs (an empty categorical one is
+        charged as much), so the runner can ask only what the budget of epochs leaves."""
+        return float(self.config.epochs_per_eval)
+
     def setup(self) -> None:
         c = self.config
         self.dataset = c.dataset if c.dataset != "auto" else default_dataset(c.data_root)

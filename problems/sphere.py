@@ -1,7 +1,10 @@
 """The sphere function: a convex quadratic bowl for tests and plugin authors.
 
 loss(x) = sum_i (x_i - optimum)^2 (+ Gaussian noise of std ``noise`` per evaluation).
-The search starts at 0 (the space's init), so the starting loss is ``dim * optimum^2``.
+The search starts at 0 (the space's init, sigma 1), so the starting loss is
+``dim * optimum^2``: a convex bowl has no local minimum to start in, and from there every
+optimizer of the demo improves on its first evaluation (tests/test_reference_problems.py),
+so the sphere keeps this fixed start (``rastrigin`` draws its start from its seed instead).
 """
 
 from __future__ import annotations
