@@ -9,7 +9,9 @@ ECDF, each run's best-so-far curve; nothing is problem-specific.
   effect size (the probability that a run of the row ends with a lower loss than a run of
   the column, ties counting half: 0.5 is no difference, 1 the row always lower). An
   optimizer is the problem's ``best`` only when its corrected p-value is below ``alpha``
-  against every other optimizer; otherwise the problem has no best.
+  against every other optimizer; otherwise the problem has no best. ``attainable`` says
+  whether the numbers of runs allow any pair to reach ``alpha`` after the correction at all
+  (with 6 optimizers, 30 ordered pairs, 5 runs each cannot; 7 can).
 - ``average_ranks``: per problem, optimizers ranked by median best loss (1 the lowest, ties
   averaged), then averaged over the problems each one ran on.
 - ``win_rates``: for each ordered pair, the share of the (problem, seed) cells that both ran
@@ -109,7 +111,18 @@ def problem_tests(
         winners = [label for label in labels
                    if all(pair["significant"] for pair in pairs if pair["row"] == label)]
         best = winners[0] if winners else None  # at most one can beat all others
-    return {"pairs": pairs, "best": best, "alpha": alpha}
+    # Holm multiplies the smallest p-value by the number of pairs: with few runs even a
+    # complete separation cannot reach alpha, and the reader should know it.
+    smallest = min((smallest_p(pair["n_row"], pair["n_column"]) for pair in pairs),
+                   default=1.0)
+    return {"pairs": pairs, "best": best, "alpha": alpha,
+            "attainable": bool(len(pairs) * smallest < alpha)}
+
+
+def smallest_p(n_row: int, n_column: int) -> float:
+    """The smallest one-sided Mann-Whitney p-value ``n_row`` and ``n_column`` runs can give:
+    every row run below every column run, 1 / C(n_row + n_column, n_row) (exact test)."""
+    return 1.0 / math.comb(n_row + n_column, n_row)
 
 
 def ranks(values: Sequence[float]) -> list[float]:

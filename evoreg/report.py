@@ -422,6 +422,9 @@ def statistics_markdown(stats: Mapping[str, Any]) -> str:
         best = tests["best"]
         parts += [f"best: {best}" if best else
                   "best: none (no optimizer is significantly better than every other)", ""]
+        if not tests.get("attainable", True):
+            parts += [f"(with these numbers of runs no difference can reach p < {alpha} after "
+                      "the Holm correction, however large: run more seeds)", ""]
         cell = {(pair["row"], pair["column"]): pair for pair in tests["pairs"]}
         rows = []
         for row in labels:

@@ -333,9 +333,12 @@ def test_the_best_is_named_only_when_significantly_better_than_every_other():
     assert len(tests["pairs"]) == 6  # ordered pairs, all in one Holm family
     # a ties b: a beats c, but is not better than every other.
     assert compare.problem_tests({"a": low, "b": low, "c": high})["best"] is None
-    # Three seeds cannot reach 5% after Holm over six hypotheses (min raw p = 0.05).
-    assert compare.problem_tests({"a": [1, 2, 3], "b": [4, 5, 6], "c": [7, 8, 9]})[
-        "best"] is None
+    # Three seeds cannot reach 5% after Holm over six hypotheses (min raw p = 0.05), and
+    # the result says so.
+    few = compare.problem_tests({"a": [1, 2, 3], "b": [4, 5, 6], "c": [7, 8, 9]})
+    assert few["best"] is None and not few["attainable"]
+    assert compare.smallest_p(3, 3) == pytest.approx(1 / 20)
+    assert compare.problem_tests({"a": low, "b": high})["attainable"]
     assert compare.problem_tests({"a": low})["best"] is None
 
 
