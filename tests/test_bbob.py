@@ -56,7 +56,8 @@ def test_instances_dimensions_and_the_start():
     assert evoreg.make_problem("bbob", function=1, dim=40).space.dim == 40
     assert one.budget_unit == "evaluations"
     report = one.report(torch.zeros(10))
-    assert report["precision"] > 0 and report["f_opt"] == one.f_opt
+    assert report["precision"] == pytest.approx(one.precision(torch.zeros(10))[0])
+    assert report["precision"] > 0
     assert report["final_target_hit"] == 0.0
 
 
@@ -117,3 +118,22 @@ def test_a_small_bbob_bench_has_statistics(tmp_path):
     stats = json.loads((tmp_path / "out" / "summary.json").read_text())["statistics"]
     assert set(stats["problems"]) == {"f1", "f15"}
     assert all(row["costs"] == [60, 60, 60] for row in rows)
+
+
+def test_the_bbob_grid_benchmark_quick(tmp_path):
+    _cocoex()
+    import subprocess
+
+    doc = ROOT / "docs" / "benchmarks.md"
+    before = doc.read_text() if doc.exists() else None
+    command = [sys.executable, str(ROOT / "benchmarks" / "bbob_grid.py"), "--quick",
+               "--workers", "1", "--out", str(tmp_path), "--no-doc"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "bbob_grid.json").read_text())
+    assert set(result["figures"]["optimizers"]) == {"random-search", "ng:OnePlusOne"}
+    for figures in result["figures"]["optimizers"].values():
+        assert 1 <= figures["mean_rank"] <= 2 and 0 <= figures["ecdf_reached"] <= 1
+    assert len(result["summary"]) == 4 and result["config"]["problem"][0]["dim"] == 2
+    assert (tmp_path / "bbob_grid_ecdf.png").is_file()
+    assert (doc.read_text() if doc.exists() else None) == before  # --no-doc
