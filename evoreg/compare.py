@@ -11,7 +11,7 @@ ECDF, each run's best-so-far curve; nothing is problem-specific.
   optimizer is the problem's ``best`` only when its corrected p-value is below ``alpha``
   against every other optimizer; otherwise the problem has no best. ``attainable`` says
   whether the numbers of runs allow any pair to reach ``alpha`` after the correction at all
-  (with 6 optimizers, 30 ordered pairs, 5 runs each cannot; 7 can).
+  (with 6 optimizers, 30 ordered pairs, 5 runs each cannot; 6 can).
 - ``average_ranks``: per problem, optimizers ranked by median best loss (1 the lowest, ties
   averaged), then averaged over the problems each one ran on.
 - ``win_rates``: for each ordered pair, the share of the (problem, seed) cells that both ran
