@@ -535,7 +535,8 @@ def plot_problems(
     """One PNG per problem: median best-so-far loss vs cost per optimizer, quartile band.
 
     ``curves`` holds each finished cell's curve by its ``dir`` (``read_curve``); read from
-    the logs when not given.
+    the logs when not given. A problem labelled like a comparison plot ("ecdf") is numbered
+    (ecdf-2.png) instead of being overwritten by it.
     """
     from .plots import plot_median_curves
 
@@ -549,9 +550,10 @@ def plot_problems(
             continue
         by_problem.setdefault(cell["problem"], {}).setdefault(cell["optimizer"], []).append(curve)
         units[cell["problem"]] = cell["budget_unit"]
+    reserved = [root / PLOTS_DIR / name for name in (WIN_RATE_PNG, ECDF_PNG)]
     written: list[Path] = []
     for problem, problem_curves in by_problem.items():
-        path = _unused(root / PLOTS_DIR / f"{safe_filename(problem)}.png", written)
+        path = _unused(root / PLOTS_DIR / f"{safe_filename(problem)}.png", written + reserved)
         path.parent.mkdir(parents=True, exist_ok=True)
         title = f"{problem}: median best loss over seeds (band: quartiles)"
         plot_median_curves(problem_curves, path, title, units[problem])

@@ -451,6 +451,14 @@ def test_report_draws_win_rates_and_the_ecdf(finished, tmp_path, capsys):
     assert ecdf["pairs"] == {"random-search": 4 * 21, "rs-8": 4 * 21}
 
 
+def test_a_problem_labelled_like_a_comparison_plot_keeps_its_own_plot(tmp_path, capsys):
+    grid = {**GRID, "seeds": [0], "problem": [{"name": "sphere", "label": "ecdf", "dim": 2}]}
+    bench(grid, tmp_path / "out")
+    assert main(["report", str(tmp_path / "out")]) == 0
+    plots = sorted(path.name for path in (tmp_path / "out" / "plots").iterdir())
+    assert plots == ["ecdf-2.png", "ecdf.png", "win_rates.png"]
+
+
 def test_report_csv_of_a_failed_cell_holds_its_error(tmp_path, capsys):
     config = {**GRID, "seeds": [0], "problem": [{"name": "sphere", "dim": 3}],
               "optimizer": [{"name": "categorical-only"}, {"name": "random-search"}]}
