@@ -10,6 +10,12 @@ A benchmark script measures, then calls
 and may use ``median``, ``per_candidate_us`` and ``copy_bandwidth`` (the machine's
 memory-bandwidth bound, measured in the same run as the figure it bounds).
 Scripts import it as ``from common import ...`` (their own folder is on ``sys.path``).
+
+Two environment variables let a driver such as ``gpu_suite.py`` collect the lines of the
+scripts it runs: ``EVOREG_BENCH_DOC`` is the Markdown file the lines go to (default
+``docs/benchmarks.md``) and ``EVOREG_BENCH_LABEL`` is appended to each benchmark's name in
+parentheses (``eval_throughput (cuda)``), so a GPU figure gets its own line beside the CPU
+one instead of replacing it.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from evoreg.environment import machine, versions
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-DOC = ROOT / "docs" / "benchmarks.md"
+DOC = Path(os.environ.get("EVOREG_BENCH_DOC") or ROOT / "docs" / "benchmarks.md")
+LABEL = os.environ.get("EVOREG_BENCH_LABEL", "")
 
 DOC_INTRO = """# Benchmarks
 
@@ -172,7 +179,10 @@ def machine_summary(info: dict[str, Any]) -> str:
 
 
 def doc_line(name: str, info: dict[str, Any], figure: str, goal: str, met: str) -> dict[str, Any]:
-    """The benchmark's line for ``docs/benchmarks.md`` (``info``: ``run_info``'s fields)."""
+    """The benchmark's line for ``docs/benchmarks.md`` (``info``: ``run_info``'s fields);
+    ``EVOREG_BENCH_LABEL``, when set, is appended to the name."""
+    if LABEL:
+        name = f"{name} ({LABEL})"
     return {
         "benchmark": name, "date": info["date"][:10], "machine": machine_summary(info),
         "figure": figure, "goal": goal, "met": met, "command": info["command"],
@@ -224,10 +234,15 @@ def update_doc_table(row: dict[str, Any], doc: str | os.PathLike = DOC) -> Path:
     created with the intro and the table header when missing. The read-modify-write holds
     an flock on the folder, so scripts run side by side do not drop each other's lines.
     """
+    return merge_doc_line(table_row(row), doc)
+
+
+def merge_doc_line(line: str, doc: str | os.PathLike = DOC) -> Path:
+    """Put the table ``line`` (as ``table_row`` writes it) into ``doc``, replacing the line
+    of the same benchmark (its first cell); see ``update_doc_table``."""
     doc = Path(doc)
     doc.parent.mkdir(parents=True, exist_ok=True)
-    line = table_row(row)
-    prefix = f"| {_cell(row['benchmark'])} |"
+    prefix = line[: line.index(" |", 2) + 2]  # "| name |": "|" inside a name is escaped
     with _locked(doc.parent):
         text = doc.read_text() if doc.exists() else DOC_INTRO + "\n" + DOC_HEADER
         if DOC_HEADER not in text:

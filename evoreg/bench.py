@@ -3,7 +3,11 @@
 ``bench(config, out_dir)`` (``evoreg bench CONFIG.toml --out DIR``) runs every cell of the
 grid with ``evoreg.run`` into ``DIR/<problem-label>/<optimizer-label>/seed<k>`` and writes
 the summary table (per problem and optimizer: n, median best loss, first and third
-quartiles, median wall time per cell) to ``DIR/summary.md`` and ``DIR/summary.json``.
+quartiles, median wall time per cell, budget and cost used, the significantly best) to
+``DIR/summary.md``, the pairwise tests, average ranks and win rates to
+``DIR/statistics.md``, all of it with every cell to ``DIR/summary.json``, and one row per
+cell to ``DIR/runs.csv`` (see :mod:`evoreg.report`; ``evoreg report DIR`` adds the plots).
+``workers=N`` (``--workers N``) runs N cells at a time in separate processes.
 
 The config file::
 
@@ -63,7 +67,15 @@ from .config import make_config
 from .devices import resolve_device
 from .errors import EvoregError, unknown_name
 from .registry import get_registry
-from .report import BENCH_FILE, DamagedFileError, read_cell, read_result, summarize, write_summary
+from .report import (
+    BENCH_FILE,
+    ERROR_FILE,
+    DamagedFileError,
+    read_cell,
+    read_result,
+    summarize,
+    write_summary,
+)
 from .runner import CHECKPOINT_FILE, RESULT_FILE, run
 
 try:
@@ -72,7 +84,6 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 SETTINGS = ("budget", "seeds", "device", "checkpoint_every", "problem", "optimizer")
-ERROR_FILE = "error.txt"
 RESERVED = {"problem": ("name", "label", "budget"), "optimizer": ("name", "label")}
 
 #: Called after each cell with (index from 1, number of cells, the cell's record).
@@ -237,15 +248,27 @@ def bench(
     progress: Progress | None = None,
     keep_going: bool = False,
     trust_checkpoint: bool = False,
+    workers: int = 1,
 ) -> list[dict[str, Any]]:
     """Run the grid of ``config`` into ``out_dir``; return the summary rows.
 
     Each row is one (problem, optimizer) pair: ``problem``, ``optimizer`` (labels), ``n``,
     ``median``, ``q1``, ``q3`` (of the best loss over seeds), ``median_wall_time`` (seconds
-    per cell), ``budget_unit``, ``seeds`` and ``report`` (medians of the numeric held-out
-    figures). ``out_dir/summary.json`` also holds every cell. ``trust_checkpoint`` loads
-    cells' pickled checkpoint state that another user saved (see ``evoreg.run``).
+    per cell), ``budget_unit``, ``seeds``, ``budgets`` and ``costs`` (each cell's budget and
+    the cost it actually used), ``best`` (significantly better than every other optimizer
+    on the problem) and ``report`` (medians of the numeric held-out figures).
+    ``out_dir/summary.json`` also holds the statistics and every cell, ``statistics.md``
+    the tests, ranks and win rates, and ``runs.csv`` one row per cell (see
+    :mod:`evoreg.report`). ``trust_checkpoint`` loads cells' pickled checkpoint state that
+    another user saved (see ``evoreg.run``).
+
+    ``workers`` > 1 runs that many cells at a time, each in its own process (spawned, so
+    no state is inherited); a cell's result depends only on its seed and config, not on
+    which process ran it or when. Each process gets ``cpu_count // workers`` torch threads
+    (at least 1), so the workers do not oversubscribe the cores.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise EvoregError(f"workers must be an integer >= 1, got {workers!r}")
     # Everything is checked before anything is written into out_dir: a refused grid leaves
     # no bench.json behind that would make the corrected retry need --resume.
     grid = load_grid(config)
@@ -258,21 +281,84 @@ def bench(
         _check_out_dir(out, resume)
         write_json(dataclasses.asdict(grid), out / BENCH_FILE)
         cells = list(grid.cells())
-        records = []
-        for index, (problem, optimizer, seed) in enumerate(cells, 1):
-            try:
-                record = _run_cell(grid, problem, optimizer, seed, out, resume,
-                                   trust_checkpoint)
-            except Exception as error:
-                if not keep_going:
-                    raise
-                record = _failed_cell(problem, optimizer, seed, out, error)
-            records.append(record)
-            if progress is not None:
-                progress(index, len(cells), record)
+        run_all = _run_parallel if workers > 1 and len(cells) > 1 else _run_in_turn
+        records = run_all(grid, cells, out, resume, trust_checkpoint, keep_going, progress,
+                          workers)
         rows = summarize(records)
         write_summary(out, rows, records)
     return rows
+
+
+Cell = tuple[Arm, Arm, int]
+
+
+def _cell_record(
+    grid: Grid, cell: Cell, out: Path, resume: bool, trust_checkpoint: bool, keep_going: bool
+) -> dict[str, Any]:
+    """Run one cell; with ``keep_going`` a failure becomes a failed record (its traceback in
+    the cell's error.txt) instead of an exception."""
+    problem, optimizer, seed = cell
+    try:
+        return _run_cell(grid, problem, optimizer, seed, out, resume, trust_checkpoint)
+    except Exception as error:
+        if not keep_going:
+            raise
+        return _failed_cell(problem, optimizer, seed, out, error)
+
+
+def _run_in_turn(
+    grid: Grid, cells: list[Cell], out: Path, resume: bool, trust_checkpoint: bool,
+    keep_going: bool, progress: Progress | None, workers: int,
+) -> list[dict[str, Any]]:
+    records = []
+    for index, cell in enumerate(cells, 1):
+        records.append(_cell_record(grid, cell, out, resume, trust_checkpoint, keep_going))
+        if progress is not None:
+            progress(index, len(cells), records[-1])
+    return records
+
+
+def _run_parallel(
+    grid: Grid, cells: list[Cell], out: Path, resume: bool, trust_checkpoint: bool,
+    keep_going: bool, progress: Progress | None, workers: int,
+) -> list[dict[str, Any]]:
+    """The cells on ``workers`` processes; records in grid order, progress as they end.
+
+    Spawned, not forked: a forked child would inherit torch's thread pool and the parent's
+    open files, and spawning is what macOS and Windows do anyway. A failing cell (without
+    ``keep_going``) lets the running cells finish (their directories stay resumable),
+    cancels the others and raises its error.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    records: dict[int, dict[str, Any]] = {}
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=min(workers, len(cells)),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_worker,
+        initargs=(threads,),
+    ) as pool:
+        futures = {
+            pool.submit(_cell_record, grid, cell, out, resume, trust_checkpoint, keep_going):
+            index for index, cell in enumerate(cells)
+        }
+        try:
+            for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
+                records[futures[future]] = future.result()
+                if progress is not None:
+                    progress(done, len(cells), records[futures[future]])
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return [records[index] for index in range(len(cells))]
+
+
+def _start_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def cell_dir(out: Path, problem: Arm, optimizer: Arm, seed: int) -> Path:
@@ -361,6 +447,9 @@ def _failed_cell(
         "finished": False,
         "status": "failed",
         "error": " ".join(f"{type(error).__name__}: {error}".split()),
+        # What the grid gave (the runner's defaults are unknown when it failed to start).
+        "problem_config": dict(problem.config),
+        "optimizer_config": dict(optimizer.config),
     }
 
 

@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "unpickling can run code: only for files from someone you trust")
     bench.add_argument("--keep-going", action="store_true",
                        help="record a failing cell (its traceback in error.txt) and go on")
+    bench.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                       help="cells run at a time, each in its own process (default: 1); a "
+                            "cell's result does not depend on it")
     bench.set_defaults(handler=cmd_bench)
 
     report = commands.add_parser("report", help="summary table and plots of a bench or run")
@@ -202,6 +205,17 @@ def seed_number(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (a number of worker processes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
     return value
 
 
@@ -540,7 +554,7 @@ def _field_names(entry: Entry) -> list[str] | None:
 # --------------------------------------------------------------------------- bench, report
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import bench
-    from .report import summary_markdown
+    from .report import RUNS_CSV, STATISTICS_MD, summary_markdown
 
     _registry()
 
@@ -556,9 +570,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"[{index}/{total}] {where}: {outcome} ({cell['status']})", file=sys.stderr)
 
     rows = bench(args.config, args.out, resume=args.resume, progress=progress,
-                 keep_going=args.keep_going, trust_checkpoint=args.trust_checkpoint)
+                 keep_going=args.keep_going, trust_checkpoint=args.trust_checkpoint,
+                 workers=args.workers)
     print(summary_markdown(rows) if rows else "no cell finished")
-    print(f"\nwrote {args.out / 'summary.md'} and {args.out / 'summary.json'}; "
+    print(f"\nwrote {args.out / 'summary.md'}, {args.out / STATISTICS_MD} (tests, ranks, win "
+          f"rates), {args.out / 'summary.json'} and {args.out / RUNS_CSV} (one row per run); "
           f"plots: evoreg report {args.out}")
     if failed:
         print(f"{len(failed)} cell(s) failed (tracebacks in their error.txt): "
@@ -575,6 +591,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print("evoreg: warning: " + " ".join(warning.split()), file=sys.stderr)
     if summary["table"]:
         print(summary["table"])
+        print("\n" + summary["statistics_table"])
     else:
         print(f"no finished runs under {args.dir}")
     if summary["unfinished"]:

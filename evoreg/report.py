@@ -1,10 +1,26 @@
 """Tables and plots of finished runs: a bench directory, a directory of runs, or one run.
 
 ``report(DIR)`` (``evoreg report DIR``) finds every run under DIR (a folder that holds
-``run.json``), groups the finished ones by (problem, optimizer), writes the summary table
-as ``DIR/summary.md`` and ``DIR/summary.json``, and draws one PNG per problem in
-``DIR/plots/``: the median over seeds of the best loss so far against the budget used, one
-line per optimizer, with the band between the first and third quartiles.
+``run.json``), groups the finished ones by (problem, optimizer) and writes into DIR:
+
+- ``summary.md``: per (problem, optimizer), the number of runs, median and quartiles of the
+  best loss, median wall time, each cell's budget and the cost it actually used, ``*`` for
+  the optimizer significantly better than every other on the problem, and the medians of
+  the held-out figures;
+- ``statistics.md``: per problem, the one-sided Mann-Whitney U test of every ordered pair of
+  optimizers (Holm-corrected within the problem) with the Vargha-Delaney A12 effect size;
+  the average rank of each optimizer over problems; the pairwise win-rate matrix (see
+  :mod:`evoreg.compare`);
+- ``summary.json``: the rows, the statistics, the ECDF targets and every run;
+- ``runs.csv``: one row per run (problem, optimizer, seed, every config value, best loss,
+  held-out figures, cost used, wall time, error if any), for pandas;
+- ``plots/<problem>.png``: the median over seeds of the best loss so far against the budget
+  used, one line per optimizer, with the band between the first and third quartiles (log
+  axes where the loss or the budget spans decades); ``plots/win_rates.png``: the win-rate
+  matrix as a heat map; ``plots/ecdf.png``: the share of (run, target) pairs reached against
+  the fraction of the budget used, per optimizer over all problems (targets: 21 levels per
+  problem between the median loss after the first generation and the best loss any run
+  reached, log-spaced when both are positive).
 
 Runs inside a bench directory (``DIR/<problem>/<optimizer>/seed<k>``) are grouped by those
 labels, so one optimizer benchmarked with two configs stays two groups; other runs are
@@ -18,6 +34,7 @@ the order of its tables.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -28,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import write_json
+from .checkpoint import atomic_path, write_json
+from .compare import ALPHA, average_ranks, ecdf, problem_tests, win_rates
 from .errors import EvoregError
 from .runner import LOG_FILE, RESULT_FILE, RUN_FILE
 
@@ -38,6 +56,8 @@ SUMMARY_MD, SUMMARY_JSON, PLOTS_DIR, BENCH_FILE = (
     "plots",
     "bench.json",
 )
+STATISTICS_MD, RUNS_CSV, ERROR_FILE = "statistics.md", "runs.csv", "error.txt"
+WIN_RATE_PNG, ECDF_PNG = "win_rates.png", "ecdf.png"
 SUMMARY_HEADERS = ["problem", "optimizer", "n", "median best loss", "q1", "q3", "median wall s"]
 
 
@@ -169,6 +189,10 @@ def read_cell(run_dir: Path, root: Path) -> dict[str, Any]:
         "dir": str(run_dir),
         "finished": False,
     }
+    # Every config value, defaults included (the runner records them), for runs.csv.
+    for key in ("problem_config", "optimizer_config"):
+        value = description.get(key)
+        cell[key] = value if isinstance(value, dict) else {}
     if (run_dir / RESULT_FILE).exists():
         result = read_result(run_dir)
         cell.update(
@@ -180,7 +204,18 @@ def read_cell(run_dir: Path, root: Path) -> dict[str, Any]:
             wall_time=result["wall_time"],
             report=result.get("report") or {},
         )
+    elif (run_dir / ERROR_FILE).exists():  # a bench cell that failed (--keep-going)
+        cell["error"] = _last_line(run_dir / ERROR_FILE)
     return cell
+
+
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a traceback file: the exception and its message."""
+    try:
+        lines = path.read_bytes().decode("utf-8", "replace").strip().splitlines()
+    except OSError as error:
+        return f"({path.name} cannot be read: {error.strerror})"
+    return lines[-1].strip() if lines else ""
 
 
 def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -223,13 +258,31 @@ def _labels(run_dir: Path, root: Path, description: dict[str, Any]) -> tuple[str
 
 # --------------------------------------------------------------------------- summary
 def summarize(cells: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (problem, optimizer) over its finished cells, in first-seen order."""
+    """One row per (problem, optimizer) over its finished cells, in first-seen order.
+
+    ``best`` is True for the row whose optimizer is significantly better than every other
+    on its problem (see :func:`evoreg.compare.problem_tests`).
+    """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for cell in cells:
         if cell["finished"]:
             groups.setdefault((cell["problem"], cell["optimizer"]), []).append(cell)
-    return [_summary_row(problem, optimizer, members)
+    rows = [_summary_row(problem, optimizer, members)
             for (problem, optimizer), members in groups.items()]
+    for problem, tests in _tests_by_problem(groups).items():
+        for row in rows:
+            if row["problem"] == problem:
+                row["best"] = tests["best"] == row["optimizer"]
+    return rows
+
+
+def _tests_by_problem(
+    groups: Mapping[tuple[str, str], list[dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    losses: dict[str, dict[str, list[float]]] = {}
+    for (problem, optimizer), members in groups.items():
+        losses.setdefault(problem, {})[optimizer] = [cell["best_loss"] for cell in members]
+    return {problem: problem_tests(per_optimizer) for problem, per_optimizer in losses.items()}
 
 
 def _summary_row(problem: str, optimizer: str, cells: list[dict[str, Any]]) -> dict[str, Any]:
@@ -244,6 +297,11 @@ def _summary_row(problem: str, optimizer: str, cells: list[dict[str, Any]]) -> d
         "median_wall_time": _quartiles([cell["wall_time"] for cell in cells])[1],
         "budget_unit": cells[0]["budget_unit"],
         "seeds": [cell["seed"] for cell in cells],
+        # What each cell was given and what it actually used: the last generation of some
+        # optimizers can overshoot the budget, and the table must show it.
+        "budgets": [cell["budget"] for cell in cells],
+        "costs": [cell["cost"] for cell in cells],
+        "best": False,
         # Held-out figures (test accuracy, noise-free loss...): the median of each number
         # that every cell of the group reported.
         "report": {key: _quartiles([cell["report"][key] for cell in cells])[1]
@@ -265,9 +323,11 @@ def _numeric_report_keys(cells: list[dict[str, Any]]) -> list[str]:
 
 
 def summary_markdown(rows: list[dict[str, Any]]) -> str:
-    """The summary as a Markdown table (padded, so it also reads well in a terminal)."""
+    """The summary as a Markdown table (padded, so it also reads well in a terminal), with a
+    note under it when some optimizer is significantly the best on its problem."""
     report_keys = list(dict.fromkeys(key for row in rows for key in row["report"]))
-    headers = SUMMARY_HEADERS + [f"median {key}" for key in report_keys]
+    headers = SUMMARY_HEADERS + ["budget", "cost used", "best"] + [
+        f"median {key}" for key in report_keys]
     table = [
         [
             row["problem"],
@@ -277,12 +337,28 @@ def summary_markdown(rows: list[dict[str, Any]]) -> str:
             _number(row["q1"]),
             _number(row["q3"]),
             _number(row["median_wall_time"]),
+            _span(row.get("budgets", [])),
+            _span(row.get("costs", [])),
+            "*" if row.get("best") else "",
             *(_number(row["report"][key]) if key in row["report"] else "" for key in
               report_keys),
         ]
         for row in rows
     ]
-    return markdown_table(headers, table)
+    text = markdown_table(headers, table)
+    if any(row.get("best") for row in rows):
+        text += (f"\n\n\\* significantly better than every other optimizer on the problem "
+                 f"(one-sided Mann-Whitney U, Holm-corrected, alpha {ALPHA}); see "
+                 f"{STATISTICS_MD}")
+    return text
+
+
+def _span(values: Sequence[float]) -> str:
+    """One number when all cells agree, else ``min-max``: the cells' actual figures."""
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    return _number(low) if low == high else f"{_number(low)}-{_number(high)}"
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -301,11 +377,152 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def write_summary(root: Path, rows: list[dict[str, Any]], cells: list[dict[str, Any]]) -> str:
-    """Write summary.md and summary.json into ``root``; return the Markdown table."""
-    table = summary_markdown(rows)
+# --------------------------------------------------------------------------- statistics
+def statistics(cells: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Tests per problem, average ranks and win rates over the finished cells (see
+    :mod:`evoreg.compare`)."""
+    finished = [cell for cell in cells if cell["finished"]]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for cell in finished:
+        groups.setdefault((cell["problem"], cell["optimizer"]), []).append(cell)
+    medians: dict[str, dict[str, float]] = {}
+    for (problem, optimizer), members in groups.items():
+        medians.setdefault(problem, {})[optimizer] = _quartiles(
+            [cell["best_loss"] for cell in members])[1]
+    return {
+        "alpha": ALPHA,
+        "problems": _tests_by_problem(groups),
+        "average_ranks": average_ranks(medians),
+        "win_rates": win_rates(finished),
+    }
+
+
+def statistics_markdown(stats: Mapping[str, Any]) -> str:
+    """The statistics as Markdown: a pairwise table per problem, the average ranks and the
+    win-rate matrix, each with a line saying what it holds."""
+    alpha = stats["alpha"]
+    parts = [
+        "# Statistics",
+        "",
+        "## Pairwise tests per problem",
+        "",
+        "Each cell: A12 / p. A12 is the Vargha-Delaney effect size, the probability that a run "
+        "of the row ends with a lower best loss than a run of the column (ties count half; 0.5 "
+        "is no difference). p is the one-sided Mann-Whitney U test that the row's best losses "
+        "are lower than the column's, Holm-corrected over the problem's ordered pairs; "
+        f"\\* marks p < {alpha}. The best optimizer is named only where it is significantly "
+        "better than every other.",
+    ]
+    for problem, tests in stats["problems"].items():
+        labels = list(dict.fromkeys(pair["row"] for pair in tests["pairs"]))
+        parts += ["", f"### {problem}", ""]
+        if len(labels) < 2:
+            parts.append("one optimizer only: nothing to compare")
+            continue
+        best = tests["best"]
+        parts += [f"best: {best}" if best else
+                  "best: none (no optimizer is significantly better than every other)", ""]
+        if not tests.get("attainable", True):
+            parts += [f"(with these numbers of runs no difference can reach p < {alpha} after "
+                      "the Holm correction, however large: run more seeds)", ""]
+        cell = {(pair["row"], pair["column"]): pair for pair in tests["pairs"]}
+        rows = []
+        for row in labels:
+            rows.append([row] + [
+                "-" if row == column else _pair_text(cell[row, column]) for column in labels])
+        parts.append(markdown_table(["row \\ column", *labels], rows))
+    parts += [
+        "",
+        "## Average rank",
+        "",
+        "Rank of each optimizer's median best loss on each problem (1 = lowest, ties "
+        "averaged), averaged over the problems it ran on.",
+        "",
+        markdown_table(["optimizer", "mean rank", "problems"], [
+            [row["optimizer"], f"{row['mean_rank']:.2f}", str(row["problems"])]
+            for row in stats["average_ranks"]]),
+    ]
+    rates = stats["win_rates"]
+    labels = rates["optimizers"]
+    parts += [
+        "",
+        "## Win rates",
+        "",
+        "Share of the (problem, seed) cells both optimizers ran where the row ended with a "
+        "lower best loss than the column (a tie counts half); rows sorted by their mean.",
+        "",
+        markdown_table(["row \\ column", "mean", *labels], [
+            [row, _percent(mean), *("-" if i == j else _percent(value)
+                                    for j, value in enumerate(values))]
+            for i, (row, mean, values) in enumerate(zip(labels, rates["mean"],
+                                                        rates["matrix"]))]),
+    ]
+    return "\n".join(parts)
+
+
+def _pair_text(pair: Mapping[str, Any]) -> str:
+    if math.isnan(pair["p_holm"]):
+        return "n/a"
+    return f"{pair['a12']:.2f} / {pair['p_holm']:.2g}" + (" *" if pair["significant"] else "")
+
+
+def _percent(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{100 * value:.0f}%"
+
+
+# --------------------------------------------------------------------------- files
+RUN_COLUMNS = ["problem", "optimizer", "problem_name", "optimizer_name", "seed", "status",
+               "finished", "budget", "budget_unit", "cost", "generations", "best_loss",
+               "wall_time", "error", "dir"]
+
+
+def write_runs_csv(path: Path, cells: Sequence[dict[str, Any]]) -> None:
+    """One row per run: the RUN_COLUMNS, then every config value (``problem.KEY``,
+    ``optimizer.KEY``) and held-out figure (``report.KEY``) any run has; a value that is not
+    a number or a string is written as JSON."""
+    extra: dict[str, None] = {}
+    for prefix, key in (("problem", "problem_config"), ("optimizer", "optimizer_config"),
+                        ("report", "report")):
+        for cell in cells:
+            for name in cell.get(key) or {}:
+                extra[f"{prefix}.{name}"] = None
+    columns = RUN_COLUMNS + list(extra)
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for cell in cells:
+            values = {key: cell.get(key, "") for key in RUN_COLUMNS}
+            if not values["status"]:  # a report of run directories: no bench said it
+                values["status"] = ("finished" if cell["finished"] else
+                                    "failed" if cell.get("error") else "unfinished")
+            for prefix, key in (("problem", "problem_config"),
+                                ("optimizer", "optimizer_config"), ("report", "report")):
+                for name, value in (cell.get(key) or {}).items():
+                    values[f"{prefix}.{name}"] = value
+            writer.writerow([_csv_value(values.get(column, "")) for column in columns])
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value, default=repr)
+
+
+def write_summary(root: Path, rows: list[dict[str, Any]], cells: list[dict[str, Any]],
+                  extra: Mapping[str, Any] | None = None) -> str:
+    """Write summary.md, statistics.md, summary.json and runs.csv into ``root``; return the
+    summary table (``extra`` goes into summary.json as well)."""
+    table = summary_markdown(rows) if rows else "no finished runs"
+    stats = statistics(cells)
     (root / SUMMARY_MD).write_text(table + "\n")
-    write_json({"summary": rows, "cells": cells}, root / SUMMARY_JSON)
+    (root / STATISTICS_MD).write_text(statistics_markdown(stats) + "\n")
+    write_json({"summary": rows, "statistics": stats, **(extra or {}), "cells": cells},
+               root / SUMMARY_JSON)
+    write_runs_csv(root / RUNS_CSV, cells)
     return table
 
 
@@ -318,7 +535,8 @@ def plot_problems(
     """One PNG per problem: median best-so-far loss vs cost per optimizer, quartile band.
 
     ``curves`` holds each finished cell's curve by its ``dir`` (``read_curve``); read from
-    the logs when not given.
+    the logs when not given. A problem labelled like a comparison plot ("ecdf") is numbered
+    (ecdf-2.png) instead of being overwritten by it.
     """
     from .plots import plot_median_curves
 
@@ -332,12 +550,38 @@ def plot_problems(
             continue
         by_problem.setdefault(cell["problem"], {}).setdefault(cell["optimizer"], []).append(curve)
         units[cell["problem"]] = cell["budget_unit"]
+    reserved = [root / PLOTS_DIR / name for name in (WIN_RATE_PNG, ECDF_PNG)]
     written: list[Path] = []
     for problem, problem_curves in by_problem.items():
-        path = _unused(root / PLOTS_DIR / f"{safe_filename(problem)}.png", written)
+        path = _unused(root / PLOTS_DIR / f"{safe_filename(problem)}.png", written + reserved)
         path.parent.mkdir(parents=True, exist_ok=True)
         title = f"{problem}: median best loss over seeds (band: quartiles)"
         plot_median_curves(problem_curves, path, title, units[problem])
+        written.append(path)
+    return written
+
+
+def plot_comparisons(root: Path, stats: Mapping[str, Any],
+                     curves: Mapping[str, Any]) -> list[Path]:
+    """The win-rate heat map (two optimizers or more) and the ECDF of targets reached
+    against the budget used (``curves``: :func:`evoreg.compare.ecdf`'s result)."""
+    from .plots import plot_ecdf, plot_win_rates
+
+    written = []
+    rates = stats["win_rates"]
+    if len(rates["optimizers"]) > 1:
+        path = root / PLOTS_DIR / WIN_RATE_PNG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plot_win_rates(rates["optimizers"], rates["matrix"], path,
+                       "win rate: share of (problem, seed) cells where row beats column")
+        written.append(path)
+    if curves["hits"]:
+        path = root / PLOTS_DIR / ECDF_PNG
+        path.parent.mkdir(parents=True, exist_ok=True)
+        problems = len(curves["targets"])
+        plot_ecdf(curves["hits"], path,
+                  f"targets reached over {problems} problem(s), "
+                  f"{len(next(iter(curves['targets'].values()), []))} targets each")
         written.append(path)
     return written
 
@@ -361,10 +605,13 @@ def safe_filename(text: str) -> str:
 def report(root: str | Path, plots: bool = True) -> dict[str, Any]:
     """Summarise and plot the runs under ``root``.
 
-    Returns ``{"summary": rows, "cells": cells, "plots": paths, "unfinished": count,
-    "table": markdown, "warnings": lines}``; the table is also written to summary.md and
-    summary.json. A damaged run is left out, and ``warnings`` holds one line for it naming
-    the damaged file (and one for a damaged bench.json).
+    Returns ``{"summary": rows, "statistics": tests, ranks and win rates, "ecdf": targets
+    and hits, "cells": cells, "plots": paths, "unfinished": count, "table": markdown,
+    "statistics_table": markdown, "warnings": lines}``. Written into ``root``: summary.md
+    (the table), statistics.md, summary.json (all of the above), runs.csv (one row per run)
+    and, with ``plots``, plots/<problem>.png, plots/win_rates.png and plots/ecdf.png. A
+    damaged run is left out, and ``warnings`` holds one line for it naming the damaged file
+    (and one for a damaged bench.json).
     """
     root = Path(root)
     if not root.is_dir():
@@ -385,13 +632,28 @@ def report(root: str | Path, plots: bool = True) -> dict[str, Any]:
         cells.append(cell)
     cells = _in_bench_order(root, cells, warnings)
     rows = summarize(cells)
-    table = write_summary(root, rows, cells) if rows else ""
+    stats = statistics(cells)
+    curves_ecdf = ecdf(
+        {"problem": cell["problem"], "optimizer": cell["optimizer"], "budget": cell["budget"],
+         "curve": curves[cell["dir"]]}
+        for cell in cells if cell["finished"]
+    )
+    ecdf_summary = {"targets": curves_ecdf["targets"], "pairs": curves_ecdf["pairs"],
+                    "reached": {label: sum(math.isfinite(hit) for hit in hits)
+                                for label, hits in curves_ecdf["hits"].items()}}
+    table = write_summary(root, rows, cells, {"ecdf": ecdf_summary}) if rows else ""
+    written = []
+    if plots and rows:
+        written = plot_problems(root, cells, curves) + plot_comparisons(root, stats, curves_ecdf)
     return {
         "summary": rows,
+        "statistics": stats,
+        "ecdf": ecdf_summary,
         "cells": cells,
-        "plots": plot_problems(root, cells, curves) if plots else [],
+        "plots": written,
         "unfinished": sum(not cell["finished"] for cell in cells),
         "table": table,
+        "statistics_table": statistics_markdown(stats) if rows else "",
         "warnings": warnings,
     }
 

@@ -1,19 +1,25 @@
-"""`evoreg bench` and `evoreg report`: the grid, its directories, resume, summary and plots."""
+"""`evoreg bench` and `evoreg report`: the grid, its directories, resume, summary, statistics,
+runs.csv, parallel workers and plots."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import evoreg
+import evoreg.bench
 import evoreg.registry
+from evoreg import compare
 from evoreg.bench import bench, load_grid
 from evoreg.cli import main
 from evoreg.plugins.random_search import RandomSearch
+from evoreg.report import statistics, statistics_markdown, summarize, summary_markdown
 
 BUILT_INS = "random_search,sphere,rastrigin"
 
@@ -299,3 +305,194 @@ def test_report_of_a_single_run(finished, tmp_path, capsys):
 def test_report_of_a_directory_without_runs(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no runs under" in error_line(capsys)
+
+
+# --------------------------------------------------------------------------- statistics
+def test_a12_mann_whitney_and_holm_against_hand_computed_values():
+    assert compare.a12([1, 2], [3, 4]) == 1.0
+    assert compare.a12([3, 4], [1, 2]) == 0.0
+    assert compare.a12([1, 2], [2, 3]) == pytest.approx((3 + 0.5) / 4)  # one tie of four
+    assert compare.effect_label(0.53) == "negligible" and compare.effect_label(0.1) == "large"
+    # Exact one-sided U test: [1, 2, 3] all below [4, 5, 6] is 1 of C(6, 3) = 20 orderings.
+    assert compare.one_sided_p([1, 2, 3], [4, 5, 6]) == pytest.approx(1 / 20)
+    assert compare.one_sided_p([4, 5, 6], [1, 2, 3]) == pytest.approx(1.0)
+    assert compare.one_sided_p([2, 2], [2, 2]) == 1.0  # all equal: no evidence
+    # Holm: sorted 0.01, 0.03, 0.04 times 3, 2, 1, made monotone.
+    assert compare.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    adjusted = compare.holm([0.5, float("nan"), 0.01])
+    assert adjusted[0] == pytest.approx(0.5) and adjusted[2] == pytest.approx(0.02)
+    assert adjusted[1] != adjusted[1]  # NaN stays out of the family
+
+
+def test_the_best_is_named_only_when_significantly_better_than_every_other():
+    low, high = [0.1 * i for i in range(8)], [10 + i for i in range(8)]
+    tests = compare.problem_tests({"a": low, "b": high, "c": [20 + i for i in range(8)]})
+    assert tests["best"] == "a"
+    pair = next(p for p in tests["pairs"] if (p["row"], p["column"]) == ("a", "b"))
+    assert pair["significant"] and pair["a12"] == 1.0 and pair["effect"] == "large"
+    assert len(tests["pairs"]) == 6  # ordered pairs, all in one Holm family
+    # a ties b: a beats c, but is not better than every other.
+    assert compare.problem_tests({"a": low, "b": low, "c": high})["best"] is None
+    # Three seeds cannot reach 5% after Holm over six hypotheses (min raw p = 0.05), and
+    # the result says so.
+    few = compare.problem_tests({"a": [1, 2, 3], "b": [4, 5, 6], "c": [7, 8, 9]})
+    assert few["best"] is None and not few["attainable"]
+    assert compare.smallest_p(3, 3) == pytest.approx(1 / 20)
+    assert compare.problem_tests({"a": low, "b": high})["attainable"]
+    assert compare.problem_tests({"a": low})["best"] is None
+
+
+def test_average_ranks_and_win_rates():
+    ranks = compare.average_ranks({"p": {"a": 1.0, "b": 2.0, "c": 2.0},
+                                   "q": {"a": 5.0, "b": 1.0}})
+    assert ranks == [
+        {"optimizer": "a", "mean_rank": 1.5, "problems": 2},
+        {"optimizer": "b", "mean_rank": pytest.approx(1.75), "problems": 2},
+        {"optimizer": "c", "mean_rank": 2.5, "problems": 1},
+    ]
+    cells = [
+        {"problem": "p", "seed": 0, "optimizer": "a", "best_loss": 1.0},
+        {"problem": "p", "seed": 0, "optimizer": "b", "best_loss": 2.0},
+        {"problem": "p", "seed": 1, "optimizer": "a", "best_loss": 3.0},
+        {"problem": "p", "seed": 1, "optimizer": "b", "best_loss": 3.0},  # a tie
+        {"problem": "q", "seed": 0, "optimizer": "a", "best_loss": 5.0},
+        {"problem": "q", "seed": 0, "optimizer": "b", "best_loss": 4.0},
+        {"problem": "q", "seed": 1, "optimizer": "a", "best_loss": 0.0},  # b has no seed 1
+    ]
+    rates = compare.win_rates(cells)
+    assert rates["optimizers"] == ["a", "b"]  # a's mean 0.5 ties b's: first seen first
+    assert rates["matrix"] == [[None, 0.5], [0.5, None]]
+    assert rates["cells"] == [[0, 3], [3, 0]]
+    cells[5]["best_loss"] = 6.0  # now a wins on q: 2.5 of 3
+    rates = compare.win_rates(cells)
+    assert rates["matrix"][0][1] == pytest.approx(2.5 / 3)
+    assert rates["matrix"][1][0] == pytest.approx(0.5 / 3)
+
+
+def test_ecdf_targets_from_the_observed_range_and_hitting_budgets():
+    levels = compare.targets(100.0, 0.01, count=5)
+    assert levels == pytest.approx([100, 10, 1, 0.1, 0.01])  # log-spaced: both > 0
+    assert compare.targets(1.0, -1.0, count=3) == pytest.approx([1, 0, -1])  # linear
+    assert compare.targets(2.0, 2.0) == [2.0]  # nobody improved
+    cost, loss = np.array([10.0, 20.0, 40.0]), np.array([50.0, 5.0, 0.5])
+    assert compare.hitting_fractions(cost, loss, [100, 10, 1, 0.1], budget=40) == [
+        0.25, 0.5, 1.0, float("inf")]
+    runs = [{"problem": "p", "optimizer": "a", "budget": 40, "curve": (cost, loss)},
+            {"problem": "p", "optimizer": "b", "budget": 40,
+             "curve": (cost, np.array([100.0, 100.0, 100.0]))}]
+    result = compare.ecdf(runs, count=3)
+    # targets between the median first loss (75) and the best loss seen (0.5)
+    assert result["targets"]["p"] == pytest.approx(np.geomspace(75, 0.5, 3))
+    assert result["pairs"] == {"a": 3, "b": 3}
+    assert sum(np.isfinite(result["hits"]["a"])) == 3
+    assert not np.isfinite(result["hits"]["b"]).any()
+
+
+def test_summary_marks_the_significant_best_and_shows_cost_used():
+    def cell(optimizer, seed, loss, cost):
+        return {"problem": "p", "optimizer": optimizer, "seed": seed, "finished": True,
+                "best_loss": loss, "wall_time": 1.0, "budget_unit": "evaluations",
+                "budget": 500, "cost": cost, "report": {}}
+
+    cells = ([cell("good", s, 0.01 * s, 500) for s in range(6)]
+             + [cell("bad", s, 5.0 + s, 512) for s in range(6)])
+    cells[-1]["cost"] = 504
+    rows = summarize(cells)
+    assert [row["best"] for row in rows] == [True, False]
+    assert rows[1]["costs"] == [512] * 5 + [504]
+    table = summary_markdown(rows).splitlines()
+    header = [c.strip() for c in table[0].split("|")[1:-1]]
+    good = dict(zip(header, (c.strip() for c in table[2].split("|")[1:-1])))
+    bad = dict(zip(header, (c.strip() for c in table[3].split("|")[1:-1])))
+    assert good["best"] == "*" and bad["best"] == ""
+    assert good["budget"] == "500" and good["cost used"] == "500"
+    assert bad["cost used"] == "504-512"  # every cell's actual cost, not the budget
+    assert "significantly better than every other" in table[-1]
+    stats = statistics(cells)
+    assert stats["problems"]["p"]["best"] == "good"
+    assert "best: good" in statistics_markdown(stats)
+
+
+def test_bench_writes_statistics_and_one_csv_row_per_run(finished):
+    out, rows = finished
+    with open(out / "runs.csv", newline="") as handle:
+        records = list(csv.DictReader(handle))
+    assert len(records) == 8
+    first = records[0]
+    assert (first["problem"], first["optimizer"], first["seed"]) == (
+        "sphere", "random-search", "0")
+    for column in ("best_loss", "cost", "wall_time", "budget", "error", "problem.dim",
+                   "problem.noise", "optimizer.popsize", "report.noise_free_loss"):
+        assert column in first, column
+    rs8 = next(r for r in records if r["optimizer"] == "rs-8" and r["problem"] == "rastrigin")
+    assert rs8["problem.dim"] == "2" and rs8["optimizer.popsize"] == "8"
+    assert float(rs8["cost"]) == 48 and rs8["status"] == "ran" and rs8["error"] == ""
+    result = json.loads((out / Path(rs8["dir"]).relative_to(out) / "result.json").read_text())
+    assert float(rs8["best_loss"]) == result["best_loss"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["statistics"]["problems"]) == {"sphere", "rastrigin"}
+    assert summary["statistics"]["win_rates"]["optimizers"] != []
+    text = (out / "statistics.md").read_text()
+    assert "## Win rates" in text and "## Average rank" in text and "### rastrigin" in text
+    assert [row["costs"] for row in rows] == [[48, 48]] * 4
+
+
+def test_report_draws_win_rates_and_the_ecdf(finished, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil.copytree(finished[0], out)
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("win_rates.png", "ecdf.png"):
+        assert (out / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"wrote {out / 'plots' / name}" in printed
+    assert "## Win rates" in printed
+    ecdf = json.loads((out / "summary.json").read_text())["ecdf"]
+    assert set(ecdf["targets"]) == {"sphere", "rastrigin"}
+    assert ecdf["pairs"] == {"random-search": 4 * 21, "rs-8": 4 * 21}
+
+
+def test_a_problem_labelled_like_a_comparison_plot_keeps_its_own_plot(tmp_path, capsys):
+    grid = {**GRID, "seeds": [0], "problem": [{"name": "sphere", "label": "ecdf", "dim": 2}]}
+    bench(grid, tmp_path / "out")
+    assert main(["report", str(tmp_path / "out")]) == 0
+    plots = sorted(path.name for path in (tmp_path / "out" / "plots").iterdir())
+    assert plots == ["ecdf-2.png", "ecdf.png", "win_rates.png"]
+
+
+def test_report_csv_of_a_failed_cell_holds_its_error(tmp_path, capsys):
+    config = {**GRID, "seeds": [0], "problem": [{"name": "sphere", "dim": 3}],
+              "optimizer": [{"name": "categorical-only"}, {"name": "random-search"}]}
+    bench(config, tmp_path / "out", keep_going=True)
+    for path in (tmp_path / "out" / "runs.csv",):
+        with open(path, newline="") as handle:
+            records = {r["optimizer"]: r for r in csv.DictReader(handle)}
+        assert records["categorical-only"]["status"] == "failed"
+        assert "works on Categorical" in records["categorical-only"]["error"]
+        assert records["random-search"]["error"] == ""
+
+
+def test_workers_do_not_change_any_cells_result(finished, tmp_path, capsys, monkeypatch):
+    serial, _ = finished
+    parallel = tmp_path / "parallel"
+    done = []
+
+    def in_turn(*args, **kwargs):
+        raise AssertionError("workers=2 ran the cells in this process")
+
+    monkeypatch.setattr(evoreg.bench, "_run_in_turn", in_turn)
+    rows = bench(GRID, parallel, workers=2,
+                 progress=lambda index, total, cell: done.append((index, total)))
+    assert sorted(done) == [(i, 8) for i in range(1, 9)]
+    assert [(row["problem"], row["optimizer"]) for row in rows][:2] == [
+        ("sphere", "random-search"), ("sphere", "rs-8")]  # grid order, not finishing order
+    for cell in CELLS:
+        one = json.loads((serial / cell / "result.json").read_text())
+        two = json.loads((parallel / cell / "result.json").read_text())
+        for key in ("best_loss", "cost", "generations", "report", "seed"):
+            assert one[key] == two[key], (cell, key)
+        logs = [[{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                 for line in (root / cell / "log.jsonl").read_text().splitlines()]
+                for root in (serial, parallel)]
+        assert logs[0] == logs[1], cell
+    assert main(["bench", "x.toml", "--out", str(tmp_path / "o"), "--workers", "0"]) == 2
+    assert "--workers" in error_line(capsys)

@@ -309,7 +309,8 @@ def test_names_in_plots_are_plain_text(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.err == ""
     plots = sorted(path.name for path in (out / "plots").iterdir())
-    assert plots == ["cmd.png", "hidden.png", "x-2.png", "x.png"]  # "$x^$" and "x": x.png
+    # "$x^$" and "x": x.png; beside them the comparison plots of the two optimizers
+    assert plots == ["cmd.png", "ecdf.png", "hidden.png", "win_rates.png", "x-2.png", "x.png"]
     assert all(f"wrote {out / 'plots' / name}" in captured.out for name in plots)
 
 
@@ -392,7 +393,7 @@ def test_second_bench_on_a_directory_in_use_is_refused(tmp_path, capsys):
     assert main(args) == 0  # once the first is done
     # The lock file left behind is no result: a new bench there needs no --resume.
     shutil.rmtree(tmp_path / "out" / "sphere")
-    for name in ("bench.json", "summary.md", "summary.json"):
+    for name in ("bench.json", "summary.md", "summary.json", "statistics.md", "runs.csv"):
         (tmp_path / "out" / name).unlink()
     assert [path.name for path in (tmp_path / "out").iterdir()] == [".lock"]
     assert main(args[:-1]) == 0
