@@ -46,7 +46,7 @@ def retrofit(
       indexed names (``"fc.weight[3:5]"`` or ``("fc.weight", slice(3, 5))``) and named
       hyperparameters of ``loss`` (keyword arguments it takes, e.g. ``temperature``): one,
       a list, or a dict to bounds ``(lower, upper)``. Default bounds: each value moves by
-      ``radius`` (1) x max(1, RMS of its tensor); see ``evoreg.problems.aleph``.
+      ``radius`` (2) x max(1, RMS of its tensor); see ``evoreg.problems.aleph``.
     - ``loss``: ``"error"``, ``"cost"`` (with ``costs=`` a cost matrix), ``"macro-f1"``,
       ``"worst-recall"``, ``"ece"`` (classifiers; batches of ``(inputs, labels)``; scored
       over the whole split), or ``loss(model, batch, **hyperparameters) -> float``, averaged
@@ -59,7 +59,8 @@ def retrofit(
 
     Options: ``radius``, ``costs``, ``optimizer_config`` (e.g. ``{"popsize": 4}``),
     ``resume``, ``progress``, ``cache_prefix`` (run the unchanged leading modules of an
-    ``nn.Sequential`` once per split; built-in losses only).
+    ``nn.Sequential`` once per split; built-in losses only), ``threads`` (torch threads while
+    scoring; default: torch's setting; 1 is fastest for small models on a busy CPU).
 
     Returns a ``RetrofitResult``: ``values`` (the chosen aleph-values by name),
     ``validation_loss_before/after``, ``test_loss_before/after``, ``test_gain``, ``runs``
