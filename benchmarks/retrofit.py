@@ -99,6 +99,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, help="splits per cell (split_seed 0, 1, ...)")
     parser.add_argument("--dataset", help="auto (fashion-mnist where found, else digits), ...")
     parser.add_argument("--preset", default="output-bias", help="output-bias or bn-stats")
+    parser.add_argument("--radius", type=float, default=Config.radius,
+                        help="default bounds: +- radius x max(1, RMS of the tensor)")
     parser.add_argument("--data-root", default="", help="data and the cached model")
     parser.add_argument("--jobs", type=int, help="worker processes (one torch thread each)")
     add_output_options(parser, str(RESULTS), QUICK)
@@ -121,7 +123,7 @@ def parse_args() -> argparse.Namespace:
 # --------------------------------------------------------------------------- running
 def config_of(args: argparse.Namespace, loss: str, seed: int) -> Config:
     return Config(loss=loss, split_seed=seed, preset=args.preset, dataset=args.dataset,
-                  data_root=args.data_root)
+                  data_root=args.data_root, radius=args.radius)
 
 
 _SCENARIOS: dict[tuple[str, int], Any] = {}  # per worker process: built once per split
@@ -217,24 +219,31 @@ def best_at(cells: list[dict], loss: str, budget: int) -> dict:
 
 
 def plot(cells: list[dict], args: argparse.Namespace, path: Path, title: str) -> None:
-    fig, axes = plt.subplots(1, len(args.losses), figsize=(5.5 * len(args.losses), 4.2),
-                             squeeze=False)
-    for ax, loss in zip(axes[0], args.losses):
-        for colour, optimizer in zip(("C0", "C1", "C2", "C3", "C4", "C5"), args.optimizers):
-            for runs, style in zip(args.runs, ("o-", "s--", "^:")):
-                mine = sorted((c for c in cells if (c["loss"], c["optimizer"], c["runs"])
-                               == (loss, optimizer, runs)), key=lambda c: c["budget"])
-                ax.plot([c["budget"] for c in mine],
-                        [100 * c["relative_gain_mean"] for c in mine], style, color=colour,
-                        markersize=4, label=f"{optimizer}, runs={runs}")
-        ax.set_xscale("log")
-        ax.minorticks_off()
-        ax.set_xticks(args.budgets, [str(b) for b in args.budgets])
-        ax.axhline(0, color="grey", linewidth=0.8)
-        ax.set_xlabel("evaluations per run (validation split)")
-        ax.set_ylabel("mean relative test gain (%)")
-        ax.set_title(f"{loss}")
-        ax.grid(alpha=0.3)
+    """Top: mean relative test gain; bottom: growth of the validation-test gap over the
+    untouched model's (overfitting); both against the budget, a panel per loss."""
+    rows = (("relative_gain_mean", 100, "mean relative test gain (%)"),
+            ("overfitting_mean", 1, "validation-test gap growth\n(retrofitted - untouched)"))
+    fig, axes = plt.subplots(2, len(args.losses), figsize=(5.5 * len(args.losses), 7.6),
+                             squeeze=False, sharex=True)
+    for column, loss in enumerate(args.losses):
+        for row, (key, scale, label) in enumerate(rows):
+            ax = axes[row][column]
+            for colour, optimizer in zip(("C0", "C1", "C2", "C3", "C4", "C5"), args.optimizers):
+                for runs, style in zip(args.runs, ("o-", "s--", "^:")):
+                    mine = sorted((c for c in cells if (c["loss"], c["optimizer"], c["runs"])
+                                   == (loss, optimizer, runs)), key=lambda c: c["budget"])
+                    ax.plot([c["budget"] for c in mine], [scale * c[key] for c in mine], style,
+                            color=colour, markersize=4, label=f"{optimizer}, runs={runs}")
+            ax.set_xscale("log")
+            ax.minorticks_off()
+            ax.set_xticks(args.budgets, [str(b) for b in args.budgets])
+            ax.axhline(0, color="grey", linewidth=0.8)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(loss)
+            else:
+                ax.set_xlabel("evaluations per run (validation split)")
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -280,7 +289,8 @@ def main() -> None:
                    "seeds": list(range(args.seeds)), "dataset": args.dataset,
                    "preset": args.preset, "jobs": args.jobs, "torch_threads_per_job": 1,
                    "random_search": RANDOM_SEARCH, "quick": args.quick,
-                   "problem_config": dataclasses.asdict(config_of(args, "<loss>", 0))},
+                   "problem_config": {**dataclasses.asdict(config_of(args, args.losses[0], 0)),
+                                      "loss": "each of losses", "split_seed": "the seed"}},
         "dimension": first.dim,
         "validation_size": sum(len(b[1]) for b in first.splits["validation"]),
         "test_size": sum(len(b[1]) for b in first.splits["test"]),
