@@ -22,7 +22,10 @@ see the same runs.
 Per cell (loss x optimizer x budget x runs): mean test loss untouched and retrofitted, mean
 relative test gain, the validation-test gap (test - validation loss) retrofitted and
 untouched and its growth (overfitting), and a one-sided Mann-Whitney U of the retrofitted
-test losses against the untouched ones over the seeds. Goal: at 100 evaluations the best
+test losses against the untouched ones over the seeds (with 10 seeds p = 9.1e-05 is the
+smallest it gives: every retrofitted loss below every untouched one). ``ng:NGOpt`` picks
+COBYLA for this bounded 10-dimensional box, which is deterministic: its 5 runs are identical
+and its runs = 5 cells repeat its runs = 1 cells. Goal: at 100 evaluations the best
 cell of each loss (lowest mean test loss) gains with p < 0.01, and the whole benchmark runs
 in under 15 minutes on 2 CPU cores (``--jobs 2`` processes, one torch thread each; each
 evaluation is one 64 x 10 matrix product on cached features).

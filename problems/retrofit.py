@@ -205,7 +205,8 @@ class Retrofit(Problem):
         if state.get("fingerprint") != mine:
             raise EvoregError(
                 "cannot resume: the checkpoint was made with another model, selection, loss "
-                f"or validation split (fingerprint {state.get('fingerprint')} here {mine})"
+                f"or validation split (its fingerprint {state.get('fingerprint')}, this "
+                f"run's {mine})"
             )
         super().load_state_dict(state)
         self.evaluations = state["evaluations"]

@@ -299,6 +299,15 @@ def test_model_files_load_weights_only_and_refuse_an_untrusted_pickle(tmp_path):
     assert preset_params(loaded, "output-bias") == ["out.bias"]
 
 
+def test_a_safetensors_file_loads_with_its_architecture(tmp_path):
+    safetensors = pytest.importorskip("safetensors.torch")
+    model = classifier((1, 8, 8))
+    path = tmp_path / "model.safetensors"
+    safetensors.save_file(model.state_dict(), str(path))
+    loaded = load_model_file(path, input_shape=(1, 8, 8))
+    assert torch.equal(loaded.out.weight, model.out.weight)
+
+
 def test_an_untrusted_pickle_is_one_line_from_the_command_line(tmp_path, capsys):
     path = tmp_path / "module.pt"
     torch.save(classifier((1, 8, 8)), path)
@@ -361,9 +370,13 @@ def test_killed_with_sigkill_and_resumed_ends_like_a_straight_run(tmp_path, kill
     assert _final(killed) == (losses, report)
 
 
-def test_resume_refuses_another_model(tmp_path, trained, digits):
-    evoreg.retrofit(trained, "head.bias", "error", digits["val"], budget=5,
-                    optimizer="random-search", out_dir=tmp_path, device="cpu")
+def test_resume_gives_the_finished_result_and_refuses_another_model(tmp_path, trained, digits):
+    common = dict(budget=5, runs=2, optimizer="random-search", out_dir=tmp_path, device="cpu")
+    first = evoreg.retrofit(trained, "head.bias", "error", digits["val"], **common)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run-0", "run-1"]
+    again = evoreg.retrofit(trained, "head.bias", "error", digits["val"], resume=True, **common)
+    assert torch.equal(again.vector, first.vector) and again.chosen == first.chosen
+    assert again.validation_loss_after == first.validation_loss_after
     other = classifier_copy(trained)
     with torch.no_grad():
         other.head.bias += 1
