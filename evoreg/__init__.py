@@ -53,6 +53,7 @@ _EXPORTS = {
     "optimizers": ".registry",
     "parameter_count": ".nets",
     "problems": ".problems",
+    "retrofit": ".retrofitting",
     "get_registry": ".registry",
     "run": ".runner",
     "save_checkpoint": ".checkpoint",
