@@ -1,0 +1,81 @@
+"""Each GO-EA analysis on a tiny network: mnist-weights' 2,410-weight MLP on digits."""
+
+import pytest
+import torch
+
+import evoreg
+from evoreg.analysis.angles import sgd_angles, update_angles
+from evoreg.analysis.network import Subject, angles_degrees, pairwise_angles
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return evoreg.make_problem("mnist-weights", seed=0, device="cpu", dataset="digits")
+
+
+@pytest.fixture(scope="module")
+def subject(problem):
+    return Subject.from_problem(problem, "train", limit=400)
+
+
+@pytest.fixture(scope="module")
+def trained(problem, subject):
+    """Weights after 150 full-batch gradient steps (Adam): near an optimum of this subset."""
+    x = torch.nn.Parameter(problem.space.initial().clone())
+    adam = torch.optim.Adam([x], lr=0.02)
+    for _ in range(150):
+        adam.zero_grad()
+        x.grad = subject.gradient(x.detach())
+        adam.step()
+    return x.detach()
+
+
+def test_subject_scores_match_problem_report(problem):
+    x = problem.space.initial()
+    subject = Subject.from_problem(problem, "test")
+    loss, accuracy = subject.scores(x)
+    report = problem.report(x)
+    assert float(loss[0]) == pytest.approx(report["test_loss"], rel=1e-5)
+    assert float(accuracy[0]) == pytest.approx(report["test_accuracy"])
+
+
+def test_gradient_matches_finite_difference(subject, problem):
+    x = problem.space.initial()
+    g = subject.gradient(x)
+    direction = torch.zeros_like(x)
+    direction[int(g.abs().argmax())] = 1e-2
+    up, _ = subject.scores(x + direction)
+    down, _ = subject.scores(x - direction)
+    assert float((up - down)[0] / 2e-2) == pytest.approx(float(g[int(g.abs().argmax())]),
+                                                          rel=0.05)
+
+
+def test_angle_helpers():
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    assert angles_degrees(a[0], a[1]).item() == pytest.approx(90.0)
+    assert pairwise_angles(a).tolist() == pytest.approx([90.0, 45.0, 45.0])
+
+
+def test_update_angles_start_and_optimum(subject, problem, trained):
+    start = update_angles(subject, problem.space.initial(), samples=40, sigma=0.05, seed=1)
+    optimum = update_angles(subject, trained, samples=40, sigma=0.05, seed=1)
+    assert optimum["base_loss"] < start["base_loss"] - 0.5
+    for result in (start, optimum):
+        assert result["angles_all"]["count"] == 40 * 39 // 2
+        # 2,410 dimensions: random directions are nearly orthogonal
+        assert 80 < result["angles_all"]["mean"] < 100
+        assert sum(result["histogram_all"]) == 40 * 39 // 2
+        if result["improving"] >= 2:
+            assert 0 <= result["ks"]["p_value"] <= 1
+        # to first order, an improving update lies within 90 degrees of -gradient
+        if result["improving"]:
+            assert result["angle_to_negative_gradient_improving"]["mean"] < 90
+    # at a random start, many more random updates improve than at an optimum
+    assert start["improving_share"] > optimum["improving_share"]
+
+
+def test_sgd_angles_shrink_with_batch_size(subject, trained):
+    result = sgd_angles(subject, trained, batch_sizes=[1, 16, 400], batches=6, seed=0)
+    means = [row["mean"] for row in result["batch_sizes"]]
+    assert means[0] > means[1] > means[2]
+    assert means[2] == pytest.approx(0.0, abs=1e-2)  # the whole subset is the full batch
