@@ -5,7 +5,9 @@ import torch
 
 import evoreg
 from evoreg.analysis.angles import sgd_angles, update_angles
+from evoreg.analysis.flatness import flatness_profile, random_direction
 from evoreg.analysis.network import Subject, angles_degrees, pairwise_angles
+from evoreg.analysis.updates import update_sweep
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +81,57 @@ def test_sgd_angles_shrink_with_batch_size(subject, trained):
     means = [row["mean"] for row in result["batch_sizes"]]
     assert means[0] > means[1] > means[2]
     assert means[2] == pytest.approx(0.0, abs=1e-2)  # the whole subset is the full batch
+
+
+def test_update_sweep_probabilities_and_layers(subject, problem, trained):
+    start = update_sweep(subject, problem.space.initial(), distances=[0.001, 0.1], samples=30,
+                         layers="each", seed=2)
+    optimum = update_sweep(subject, trained, distances=[0.0001, 0.1], samples=30, seed=2)
+    for result in (start, optimum):
+        for row in result["whole"]:
+            total = row["p_beneficial"] + row["p_neutral"] + row["p_deleterious"]
+            assert total == pytest.approx(1.0)
+        assert "layers" not in result or len(result["layers"]) == 4  # 2 weights, 2 biases
+    assert set(start["layers"]) == {"1.weight", "1.bias", "3.weight", "3.bias"}
+    # tiny updates are mostly neutral; large ones at an optimum are mostly harmful
+    assert optimum["whole"][0]["p_neutral"] > 0.5
+    assert optimum["whole"][1]["p_deleterious"] > 0.8
+    assert optimum["whole"][1]["loss_change_deleterious"]["mean"] > 0
+    assert start["whole"][1]["p_beneficial"] > optimum["whole"][1]["p_beneficial"]
+
+
+def test_flatness_profile(subject, trained):
+    result = flatness_profile(subject, trained, max_step=1.0, points=5, directions=5, seed=0)
+    losses = result["loss_mean"]
+    assert len(result["loss"]) == 5 and len(losses) == 5
+    assert losses[0] == pytest.approx(subject.scores(trained)[0].item(), rel=1e-5)
+    assert result["loss_sem"][0] == pytest.approx(0.0, abs=1e-6)  # step 0: the same point
+    assert losses[-1] > losses[0]  # a whole filter norm away, the loss is worse
+    assert result["accuracy_mean"][-1] < result["accuracy_mean"][0]
+    with pytest.raises(ValueError):
+        flatness_profile(subject, trained, directions=4)
+
+
+def test_filter_normalised_direction(subject, trained):
+    direction = random_direction(subject, trained, torch.Generator().manual_seed(0))
+    params = dict(subject.model.named_parameters())
+    for name, start, stop in subject.layers():
+        d = direction[start:stop].reshape(params[name].shape)
+        w = trained[start:stop].reshape(params[name].shape)
+        if d.dim() == 1:
+            assert (d == 0).all()  # biases are left out
+        else:
+            assert torch.allclose(d.norm(dim=1), w.norm(dim=1), rtol=1e-4)
+
+
+def test_plots_write_pngs(tmp_path, subject, trained):
+    from evoreg.analysis.angles import plot_update_angles
+    from evoreg.analysis.flatness import plot_flatness
+    from evoreg.analysis.updates import plot_update_sweep
+
+    plot_flatness(flatness_profile(subject, trained, points=3, directions=5), tmp_path / "f.png")
+    plot_update_sweep(update_sweep(subject, trained, distances=[0.01, 0.1], samples=5),
+                      tmp_path / "u.png")
+    plot_update_angles(update_angles(subject, trained, samples=10), tmp_path / "a.png")
+    for name in ("f", "u", "a"):
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
