@@ -135,3 +135,36 @@ def test_plots_write_pngs(tmp_path, subject, trained):
     plot_update_angles(update_angles(subject, trained, samples=10), tmp_path / "a.png")
     for name in ("f", "u", "a"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_class_occlusion_transfer(problem, subject, trained, tmp_path):
+    from evoreg.analysis.transfer import (
+        class_occlusion_transfer,
+        corruption_robustness,
+        only,
+        plot_transfer,
+    )
+
+    test = Subject.from_problem(problem, "test")
+    results = [class_occlusion_transfer(subject, test, problem.space.initial(), occluded=[8, 9],
+                                        pretrain_steps=60, continue_with=method, updates=30,
+                                        record_every=10, sigma=0.02, learning_rate=0.05,
+                                        seed=0)
+               for method in ("goea", "sgd")]
+    for result in results:
+        trace = result["trace"]
+        assert [t["update"] for t in trace] == [0, 10, 20, 30]
+        # never trained on 8 and 9: the pretrained network gets them (nearly) all wrong
+        assert trace[0]["revealed_accuracy"] < 0.1
+        assert trace[0]["other_accuracy"] > 0.6
+        assert trace[-1]["revealed_accuracy"] > trace[0]["revealed_accuracy"]
+        rates = [row["rate"] for row in result["robustness_final"]["corrupted"]]
+        assert rates == [0.1, 0.25, 0.5]
+    assert results[0]["trace"][0] == results[1]["trace"][0]  # the same pretrained start
+    # corruption hurts more as more pixels are dropped
+    robustness = corruption_robustness(test, trained, rates=[0.0, 0.9])
+    assert robustness["corrupted"][0]["accuracy"] == pytest.approx(robustness["clean_accuracy"])
+    assert robustness["corrupted"][1]["accuracy"] < robustness["clean_accuracy"] - 0.1
+    assert len(only(test, [8, 9]).labels) < len(test.labels)
+    plot_transfer(results, tmp_path / "t.png")
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
