@@ -40,25 +40,59 @@ def gradient_training(subject: Subject, x: torch.Tensor, *, steps: int, method: 
     """``steps`` updates of ``method`` (adam or sgd) on minibatches of ``batch_size`` (None:
     the whole of ``subject``'s data) from ``x``."""
     generator = torch.Generator().manual_seed(seed)
-    weights = torch.nn.Parameter(torch.as_tensor(x, dtype=torch.float32).flatten().clone())
-    if method == "adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam([weights], lr=learning_rate)
-    elif method == "sgd":
-        optimizer = torch.optim.SGD([weights], lr=learning_rate)
-    else:
-        raise ValueError(f"method must be adam or sgd, got {method!r}")
-    n = len(subject.labels)
+    trainer = _Trainer(torch.as_tensor(x, dtype=torch.float32).flatten(), method, learning_rate)
     for _ in range(steps):
+        trainer.step(subject, batch_size, generator)
+    return trainer.weights.detach().clone()
+
+
+def train_to_optimum(train: Subject, validation: Subject, x: torch.Tensor, *,
+                     max_steps: int = 500, check_every: int = 10, method: str = "adam",
+                     learning_rate: float = 0.01, batch_size: int | None = None,
+                     seed: int = 0) -> tuple[torch.Tensor, dict[str, Any]]:
+    """``method`` (adam or sgd) from ``x`` on minibatches of ``batch_size`` (None: full
+    batch) for at most ``max_steps`` steps; the weights with the lowest validation loss,
+    checked every ``check_every`` steps: an optimum in the sense of early stopping."""
+    best_loss, best, best_step = float(validation.scores(x)[0][0]), x, 0
+    weights = torch.as_tensor(x, dtype=torch.float32).flatten()
+    state = _Trainer(weights, method, learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    for step in range(1, max_steps + 1):
+        weights = state.step(train, batch_size, generator)
+        if step % check_every == 0 or step == max_steps:
+            loss = float(validation.scores(weights)[0][0])
+            if loss < best_loss:
+                best_loss, best, best_step = loss, weights.clone(), step
+    return best, {"steps": best_step, "validation_loss": best_loss, "max_steps": max_steps,
+                  "method": method, "learning_rate": learning_rate, "batch_size": batch_size}
+
+
+class _Trainer:
+    """A flat weight vector and a torch optimizer over it."""
+
+    def __init__(self, x: torch.Tensor, method: str, learning_rate: float) -> None:
+        self.weights = torch.nn.Parameter(x.detach().clone())
+        if method == "adam":
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam([self.weights],
+                                                                     lr=learning_rate)
+        elif method == "sgd":
+            self.optimizer = torch.optim.SGD([self.weights], lr=learning_rate)
+        else:
+            raise ValueError(f"method must be adam or sgd, got {method!r}")
+
+    def step(self, subject: Subject, batch_size: int | None,
+             generator: torch.Generator) -> torch.Tensor:
+        n = len(subject.labels)
         if batch_size is None or batch_size >= n:
-            grad = subject.gradient(weights.detach())
+            grad = subject.gradient(self.weights.detach())
         else:
             index = torch.randperm(n, generator=generator)[:batch_size].to(subject.device)
-            grad = subject.gradient(weights.detach(), subject.images[index],
+            grad = subject.gradient(self.weights.detach(), subject.images[index],
                                     subject.labels[index])
-        optimizer.zero_grad()
-        weights.grad = grad
-        optimizer.step()
-    return weights.detach()
+        self.optimizer.zero_grad()
+        self.weights.grad = grad
+        self.optimizer.step()
+        return self.weights.detach()
 
 
 def corruption_robustness(subject: Subject, x: torch.Tensor, *,
