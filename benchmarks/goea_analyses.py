@@ -141,6 +141,15 @@ def analyse_point(name: str, train: Subject, x: torch.Tensor, args: argparse.Nam
     return result
 
 
+def ks(point: dict[str, Any]) -> str:
+    p = point["angles"]["ks"]["p_value"]
+    return "n/a" if p is None else f"{p:.2g}"
+
+
+def pairs(point: dict[str, Any]) -> int:
+    return point["angles"]["angles_improving"]["count"]
+
+
 def p_beneficial(point: dict[str, Any], sigma: float) -> float:
     rows = point["sweep"]["whole"]
     return min(rows, key=lambda r: abs(r["edit_distance"] - sigma))["p_beneficial"]
@@ -299,7 +308,11 @@ def main() -> None:
     figure = (
         f"{args.dataset}, {problem.model_name} ({len(start)} weights), {len(train.labels)} "
         f"train images: optimum KS p = {'n/a' if ks_p is None else f'{ks_p:.3g}'} "
-        f"({points['optimum']['angles']['improving']}/{args.samples} updates improve); "
+        f"({points['optimum']['angles']['improving']}/{args.samples} updates improve, "
+        f"{pairs(points['optimum'])} pairs; at the start p = {ks(points['start'])}, at the "
+        f"transfer start {ks(points['transfer'])}, with "
+        f"{points['start']['angles']['improving']} and "
+        f"{points['transfer']['angles']['improving']} improving); "
         f"cap(100, 45 deg) = {cap_45_100:.2g}; P(beneficial) at sigma {args.sigma:g}: "
         f"start {beneficial['start']:.2f}, transfer {beneficial['transfer']:.2f}, optimum "
         f"{beneficial['optimum']:.2f}; revealed classes after {args.transfer_updates} "
