@@ -71,3 +71,21 @@ def test_analyze_refuses_unfinished_run(run_dir, tmp_path, capsys):
     (unfinished / "run.json").write_text((run_dir / "run.json").read_text())
     assert main(["analyze", "angles", str(unfinished)]) == 2
     assert "has not finished" in capsys.readouterr().err
+
+
+def test_analyze_robustness_and_transfer(run_dir, capsys):
+    assert main(["analyze", "robustness", str(run_dir), "--rates", "0.1,0.5",
+                 "--repeats", "2"]) == 0
+    robust = _result(run_dir / "analysis" / "robustness.json")
+    assert [r["rate"] for r in robust["corrupted"]] == [0.1, 0.5]
+    assert robust["split"] == "test"
+    assert main(["analyze", "transfer", str(run_dir), "--pretrain-steps", "20",
+                 "--updates", "6", "--record-every", "3", "--continue-with", "goea,adam",
+                 "--limit", "300"]) == 0
+    transfer = _result(run_dir / "analysis" / "transfer.json")
+    assert [r["continue_with"] for r in transfer["runs"]] == ["goea", "adam"]
+    assert [t["update"] for t in transfer["runs"][0]["trace"]] == [0, 3, 6]
+    assert "revealed classes" in capsys.readouterr().out
+    assert main(["analyze", "transfer", str(run_dir), "--continue-with", "lbfgs"]) == 2
+    assert main(["analyze", "transfer", str(run_dir), "--occluded", "11"]) == 2
+    assert main(["analyze", "robustness", str(run_dir), "--rates", "1.0"]) == 2

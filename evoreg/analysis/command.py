@@ -14,7 +14,7 @@ from evoreg.errors import EvoregError
 
 #: analysis -> (split analysed by default, the paper's choice)
 DEFAULT_SPLITS = {"flatness": "test", "updates": "train", "angles": "train",
-                  "sgd-angles": "train"}
+                  "sgd-angles": "train", "robustness": "test", "transfer": "train"}
 
 
 def _floats(text: str) -> list[float]:
@@ -50,6 +50,8 @@ def add_parser(commands: Any, parser_class: type) -> None:
         "updates": "P(beneficial/neutral/deleterious) of random updates by edit distance",
         "angles": "angles among improving vs all random updates, KS p-value",
         "sgd-angles": "angle of minibatch SGD updates to the full-batch update",
+        "robustness": "accuracy with 10/25/50%% of input pixels dropped",
+        "transfer": "occlude classes, train from the run's start, reveal, continue",
     }
     for name, text in helps.items():
         sub = kinds.add_parser(name, help=text)
@@ -80,9 +82,24 @@ def add_parser(commands: Any, parser_class: type) -> None:
             sub.add_argument("--samples", type=int, default=100)
             sub.add_argument("--sigma", type=float, default=None,
                              help="default: the run's optimizer sigma, else 0.01")
-        else:
+        elif name == "sgd-angles":
             sub.add_argument("--batch-sizes", type=_ints, default=[1, 4, 16, 64, 256, 1024])
             sub.add_argument("--batches", type=int, default=20)
+        elif name == "robustness":
+            sub.add_argument("--rates", type=_floats, default=[0.1, 0.25, 0.5])
+            sub.add_argument("--repeats", type=int, default=3)
+        else:
+            sub.add_argument("--occluded", type=_ints, default=[8, 9], help="classes hidden")
+            sub.add_argument("--pretrain-steps", type=int, default=200,
+                             help="full-batch Adam steps (lr 0.01) with the classes hidden")
+            sub.add_argument("--continue-with", default="goea,sgd",
+                             help="comma-separated: goea, sgd, adam")
+            sub.add_argument("--updates", type=int, default=300)
+            sub.add_argument("--record-every", type=int, default=10)
+            sub.add_argument("--sigma", type=float, default=0.01, help="goea's")
+            sub.add_argument("--popsize", type=int, default=20, help="goea's")
+            sub.add_argument("--learning-rate", type=float, default=0.01, help="sgd's, adam's")
+            sub.add_argument("--batch-size", type=int, default=32, help="sgd's, adam's")
         sub.set_defaults(handler=cmd_analyze)
 
 
@@ -106,7 +123,8 @@ def _analyze(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
         if min(args.dimensions, default=0) < 2:
             raise EvoregError("--dimensions must all be >= 2")
         return {"analysis": "cap", **cap_table(args.dimensions, args.angles)}, plot_cap
-    for option in ("limit", "samples", "points", "directions", "batches"):
+    for option in ("limit", "samples", "points", "directions", "batches", "repeats", "updates",
+                   "record_every", "popsize", "batch_size", "pretrain_steps"):
         value = getattr(args, option, None)
         if value is not None and value < 1:
             raise EvoregError(f"--{option} must be >= 1, got {value}")
@@ -138,20 +156,61 @@ def _analyze(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
         sigma = args.sigma or float(run.optimizer_config.get("sigma", 0.01))
         result = update_angles(subject, x, samples=args.samples, sigma=sigma, seed=args.seed)
         plot = plot_update_angles
-    else:
+    elif args.analysis == "sgd-angles":
         from .angles import plot_sgd_angles, sgd_angles
 
         result = sgd_angles(subject, x, batch_sizes=args.batch_sizes, batches=args.batches,
                             seed=args.seed)
         plot = plot_sgd_angles
+    elif args.analysis == "robustness":
+        from .transfer import corruption_robustness, plot_robustness
+
+        if not all(0 <= rate < 1 for rate in args.rates):
+            raise EvoregError("--rates must be in [0, 1)")
+        result = {"analysis": "robustness",
+                  **corruption_robustness(subject, x, rates=args.rates, repeats=args.repeats,
+                                          seed=args.seed)}
+        plot = plot_robustness
+    else:
+        from .transfer import class_occlusion_transfer, plot_transfer
+
+        methods = [m.strip() for m in args.continue_with.split(",") if m.strip()]
+        unknown = sorted(set(methods) - {"goea", "sgd", "adam"})
+        if unknown or not methods:
+            raise EvoregError(f"--continue-with takes goea, sgd, adam; got {args.continue_with!r}")
+        classes = set(subject.labels.tolist())
+        if not set(args.occluded) < classes:
+            raise EvoregError(f"--occluded must be some of the classes {sorted(classes)}")
+        test = Subject.from_problem(run.problem, "test")
+        runs = [class_occlusion_transfer(
+            subject, test, run.start, occluded=args.occluded, pretrain_steps=args.pretrain_steps,
+            continue_with=method, updates=args.updates, record_every=args.record_every,
+            popsize=args.popsize, sigma=args.sigma, learning_rate=args.learning_rate,
+            batch_size=args.batch_size, seed=args.seed) for method in methods]
+        result = {"analysis": "transfer", "runs": runs}
+        plot = _plot_transfer_runs(plot_transfer)
+        args.at = "start"
     result.update({"run_dir": str(args.run_dir), "at": args.at, "split": args.split,
                    "images": len(subject.labels), "problem": run.description["problem"],
                    "optimizer": run.description["optimizer"]})
     return result, plot
 
 
+def _plot_transfer_runs(plot_transfer: Any) -> Any:
+    return lambda result, path: plot_transfer(result["runs"], path)
+
+
 def _headline(result: dict[str, Any]) -> str:
     kind = result["analysis"]
+    if kind == "robustness":
+        return f"accuracy clean {result['clean_accuracy']:.4f}; " + ", ".join(
+            f"{100 * r['rate']:g}% pixels dropped {r['accuracy']:.4f}"
+            for r in result["corrupted"])
+    if kind == "transfer":
+        return "; ".join(
+            f"{r['continue_with']}: revealed classes {r['trace'][0]['revealed_accuracy']:.3f} "
+            f"-> {r['trace'][-1]['revealed_accuracy']:.3f} after {r['updates']} updates"
+            for r in result["runs"])
     if kind == "cap":
         return f"cap probabilities for n in {result['dimensions']} and alpha in " \
                f"{result['angles_degrees']} degrees"

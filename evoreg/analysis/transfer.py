@@ -212,3 +212,19 @@ def plot_transfer(results: Sequence[dict[str, Any]], path: str) -> None:
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def plot_robustness(result: dict[str, Any], path: str) -> None:
+    """Accuracy against the share of input pixels dropped."""
+    from evoreg.plots import _pyplot
+
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5, 4))
+    rates = [0.0] + [r["rate"] for r in result["corrupted"]]
+    accuracies = [result["clean_accuracy"]] + [r["accuracy"] for r in result["corrupted"]]
+    axis.plot(rates, accuracies, marker="o")
+    axis.set_xlabel("share of input pixels dropped")
+    axis.set_ylabel("accuracy")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
