@@ -8,9 +8,10 @@ classes' examples left out of the loss (the same thing), by full-batch Adam or m
 one generation per update) or a gradient method (one minibatch step per update), and records
 the accuracy on the revealed classes, on the others and overall against updates.
 ``corruption_robustness`` is the test accuracy when a share of input pixels is dropped
-(zeroed and the rest rescaled, as ``nn.Dropout`` on the image in the reference's
-``test_with_varying_dropout``; the reference also drops 10-50% of hidden activations, which
-here is left out: the input corruption is what the issue's figure asks for).
+(zeroed and the rest rescaled, as ``nn.Dropout`` on the image does). The reference's
+robustness figures (``test_with_varying_dropout``) drop 10% of the input pixels together with
+10, 25 or 50% of the hidden activations (its dropout layers); here the 10/25/50% is on the
+input pixels alone, as the issue's figure asks, and hidden-activation dropout is left out.
 """
 
 from __future__ import annotations
