@@ -2,11 +2,12 @@
 
 The reference code (chiffa/ALIFE2023_GOEA-SGD, ``generate_oblvious_loaders([8, 9])``) trains
 with some classes relabelled -1 and ignored by the loss (``CrossEntropyLoss(ignore_index=-1)``),
-then reveals them and continues training. Here: ``pretrain`` trains with the occluded
-classes' examples left out of the loss (the same thing), by full-batch Adam or minibatch SGD;
-``class_occlusion_transfer`` then continues on all classes with GO-EA (the ``goea`` plugin,
-one generation per update) or a gradient method (one minibatch step per update), and records
-the accuracy on the revealed classes, on the others and overall against updates.
+then reveals them and continues training. Here ``class_occlusion_transfer`` first trains
+with the occluded classes' examples left out of the loss (the same thing;
+``gradient_training`` on ``visible(train, occluded)``, full-batch Adam by default), then
+continues on all classes with GO-EA (the ``goea`` plugin, one generation per update) or a
+gradient method (one minibatch step per update), and records the accuracy on the revealed
+classes, on the others and overall against updates.
 ``corruption_robustness`` is the test accuracy when a share of input pixels is dropped
 (zeroed and the rest rescaled, as ``nn.Dropout`` on the image does). The reference's
 robustness figures (``test_with_varying_dropout``) drop 10% of the input pixels together with
