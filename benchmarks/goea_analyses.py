@@ -29,12 +29,14 @@ indistinguishable by KS (p > 0.05); (2) the cap probability at alpha = 45 degree
 1e-3 by n = 100; (3) P(beneficial) at edit distance ``--sigma`` is lower at the optimum than
 at the random start (the transfer start is reported between them).
 
-Writes ``goea_analyses.json`` and ``goea_analyses.png`` to ``--out`` and the benchmark's line
-in ``docs/benchmarks.md``.
+Writes ``goea_analyses.json`` and ``goea_analyses.png`` (``goea_analyses_<dataset>.*`` for a
+data set other than digits) to ``--out`` and the benchmark's line in ``docs/benchmarks.md``
+(run another data set with ``EVOREG_BENCH_LABEL=<dataset>`` to give it its own line).
 
     .venv/bin/python benchmarks/goea_analyses.py                 # digits, CPU, about 1 min
     .venv/bin/python benchmarks/goea_analyses.py --quick         # smoke run
-    .venv/bin/python benchmarks/goea_analyses.py --dataset fashion-mnist --train-limit 10000
+    EVOREG_BENCH_LABEL=fashion-mnist .venv/bin/python benchmarks/goea_analyses.py \\
+        --dataset fashion-mnist --train-limit 5000          # 92k-weight MLP, about 10 min
 """
 
 from __future__ import annotations
@@ -302,8 +304,9 @@ def main() -> None:
         "goal": {"text": GOAL, "met": met},
     }
     out = Path(args.out)
-    path = write_result(data, out, NAME)
-    plot(data, out / f"{NAME}.png")
+    name = NAME if args.dataset == "digits" else f"{NAME}_{args.dataset}"
+    path = write_result(data, out, name)
+    plot(data, out / f"{name}.png")
     goea, sgd = transfers
     figure = (
         f"{args.dataset}, {problem.model_name} ({len(start)} weights), {len(train.labels)} "
