@@ -1,4 +1,4 @@
-"""The ``evoreg`` command line: list, info, run, bench, report.
+"""The ``evoreg`` command line: list, info, run, bench, report, analyze.
 
 Bad input (an unknown name, a bad ``--set``, a bad TOML file, a missing file, any
 ``EvoregError`` from the core, a size the machine has no memory for) exits with status 2 and
@@ -181,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="summary table and plots of a bench or run")
     report.add_argument("dir", type=Path)
     report.set_defaults(handler=cmd_report)
+
+    from .analysis.command import add_parser as add_analyze  # argparse only: no torch
+
+    add_analyze(commands, _Parser)
     return parser
 
 
