@@ -3,13 +3,19 @@
 The problem of Such, Madhavan, Conti, Lehman, Stanley & Clune, "Deep Neuroevolution"
 (arXiv:1712.06567, 2017) and of Prellberg's thesis (2020, ch. 6; code
 jprellberg/genetic-algorithm-rl). Any ALE game by name (``frostbite``, ``Frostbite``,
-``ALE/Frostbite-v5``); the ROMs ship inside ale-py. Preprocessing as the thesis: 1-30 random
-no-op frames at reset, FIRE on reset, frame skip 4 with the max over the last two frames,
-grey 84x84, a stack of 4, no termination on life loss, unclipped rewards, sticky actions off,
-episodes capped at ``max_steps`` = 3000 agent steps (12,000 emulator frames). The no-ops
-come from a seeded ALE reset, which reloads the ROM (~0.2 s on a CPU core, while every slot
-waits); ``noops="steps"`` instead resets unseeded (deterministic, ~15 ms) and plays 1-8 no-op
-agent steps of 4 frames drawn from the episode seed.
+``ALE/Frostbite-v5``); the ROMs ship inside ale-py. Frame skip 4 with the max over the last
+two frames, grey 84x84, a stack of 4, no termination on life loss, unclipped rewards, sticky
+actions off, episodes capped at ``max_steps`` = 3000 agent steps (12,000 emulator frames).
+
+Two resets. ``reset="reference"`` (default) is the thesis code's, openai/baselines' wrappers
+as it stacks them: 1..30 no-op EMULATOR frames (drawn from the episode seed), then for games
+whose action 1 is FIRE one agent step of FIRE and one of action 2, and the frame stack starts
+with that first observation repeated 4 times (``ReferenceSlot``; emulated in Python, several
+times slower than ale-py's C++ vector environment). ``reset="ale"`` is ale-py's vector
+environment: one FIRE frame, then up to ``noop_max`` no-ops, and a stack that starts with
+zeros; ``noops="frames"`` draws them at a seeded ALE reset, which reloads the ROM (~0.2 s on a
+CPU core, while every slot waits); ``noops="steps"`` instead resets unseeded (deterministic,
+~15 ms) and plays 1-8 no-op agent steps of 4 frames drawn from the episode seed.
 
 The policy is the Nature-DQN network (32 8x8/4, 64 4x4/2, 64 3x3/1, dense 512, ReLU, no
 padding; input obs / 255); the action is the argmax of its outputs. Initialisation as the
@@ -17,9 +23,15 @@ thesis code: every weight N(0, 1), then each output unit's row scaled to unit L2
 0; the space's ``sample_init`` draws agents one after the other from its generator, so
 ``space.seeded_initial(seed)`` is the same agent on every machine (for seed genomes).
 
-One ``evaluate`` is one generation: ONE episode seed (``draw()``) shared by every candidate,
-one episode each. The loss is minus the episode score; the cost is emulator frames (4 per
-agent step). Episodes run in ``num_envs`` slots of one ``ale_py`` vector environment: when a
+One ``evaluate`` is one generation, one episode per candidate. ``episode_seeds="independent"``
+(default, as the reference, whose workers never reseed) gives every episode its own seed,
+derived from the generation's ``draw()`` and the candidate's id (so an elite re-evaluated
+beside the children plays a fresh episode, and a remote shard agrees with the driver);
+``"shared"`` plays every candidate under the draw's one seed (less noise between candidates).
+The loss is minus the episode score; the cost is emulator frames (4 per agent step) or, with
+``budget_unit="steps"``, agent steps: the unit of the thesis' and Such et al.'s budgets (the
+reference's ``--total-frames`` counts agent steps, so its "1e9 frames" are 4e9 emulator
+frames). Episodes run in ``num_envs`` slots of one ``ale_py`` vector environment: when a
 slot's episode ends the next candidate is loaded into it and only that environment is reset,
 and each step's forward passes of all slots are one batched call with per-slot weights
 (patches + ``bmm``, which on CPU gives the same bits whatever the batch, so a candidate's score
@@ -32,7 +44,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -176,6 +188,155 @@ class SlotPolicies:
         return kept
 
 
+
+# --------------------------------------------------------------------------- reference env
+def _area_weights(source: int, target: int) -> np.ndarray:
+    """``[target, source]``: each output pixel the area-weighted mean of the source pixels it
+    covers (OpenCV's ``INTER_AREA`` for a downscale by a non-integer factor)."""
+    scale = source / target
+    weights = np.zeros((target, source), dtype=np.float64)
+    for i in range(target):
+        lo, hi = i * scale, (i + 1) * scale
+        for j in range(int(np.floor(lo)), min(source, int(np.ceil(hi)))):
+            weights[i, j] = (min(hi, j + 1) - max(lo, j)) / scale
+    return weights
+
+
+_ROWS = _area_weights(210, 84).astype(np.float32)
+_COLS_T = np.ascontiguousarray(_area_weights(160, 84).T.astype(np.float32))
+#: cv2's fixed-point RGB -> grey weights (sum 2^14); exact in float32 for uint8 pixels
+_GREY = np.array([4899, 9617, 1868], dtype=np.float32)
+
+
+def warp_frame(rgb: np.ndarray) -> np.ndarray:
+    """baselines' ``WarpFrame``: RGB -> grey (OpenCV's fixed-point BT.601 weights, as
+    ``cv2.COLOR_RGB2GRAY``) -> 84x84 by area averaging (as ``cv2.INTER_AREA``), uint8. Written
+    without OpenCV; its rounding of the area step may differ from OpenCV's in the last bit."""
+    grey = np.floor((rgb.astype(np.float32) @ _GREY + (1 << 13)) / (1 << 14))
+    small = _ROWS @ grey @ _COLS_T
+    return np.clip(np.rint(small), 0, 255).astype(np.uint8)
+
+
+def reference_noop_counts(seed: int, noop_max: int) -> Iterator[int]:
+    """The no-op frame counts, 1..noop_max, an episode of seed ``seed`` draws at its resets."""
+    rng = np.random.default_rng(int(seed))
+    while True:
+        yield int(rng.integers(1, noop_max + 1))
+
+
+class ReferenceSlot:
+    """One emulator with the reset and step logic of baselines' Atari wrappers as the thesis
+    code stacks them (``make_atari`` + ``wrap_deepmind(episode_life=False, frame_stack=True,
+    clip_rewards=False)``, on a ``NoFrameskip-v4`` game: no sticky actions, minimal actions).
+
+    Reset: the game is reset and 1..``noop_max`` no-op EMULATOR frames are played (a game
+    over among them resets again); then, for games whose action 1 is FIRE, one agent step
+    (4 frames) of FIRE and one of action 2, each followed by a reset if it ends the game; the
+    frame stack starts as the observation of that last step repeated 4 times. A step repeats
+    its action for 4 frames, sums the rewards, and observes the max of the last two RGB
+    frames (a 2-frame buffer kept across steps, as ``MaxAndSkipEnv``), warped to grey 84x84.
+    """
+
+    def __init__(self, game: str, noop_max: int) -> None:
+        from ale_py import Action, ALEInterface, LoggerMode, roms
+
+        ALEInterface.setLoggerMode(LoggerMode.Error)
+        self.ale = ALEInterface()
+        self.ale.setFloat("repeat_action_probability", 0.0)
+        self.ale.loadROM(str(roms.get_rom_path(game)))
+        self.actions = list(self.ale.getMinimalActionSet())
+        self.fire = len(self.actions) >= 3 and self.actions[1] == Action.FIRE
+        self.noop_max = noop_max
+        self.buffer = np.zeros((2, 210, 160, 3), dtype=np.uint8)
+        self.noops: Iterator[int] = iter(())
+        self.frames = 0  # emulator frames played, reset sequences included
+
+    def _frame(self, action: int) -> tuple[float, bool]:
+        reward = self.ale.act(self.actions[action])
+        self.frames += 1
+        return float(reward), self.ale.game_over()
+
+    def _noop_reset(self) -> np.ndarray:
+        self.ale.reset_game()
+        obs = self.ale.getScreenRGB()
+        for _ in range(next(self.noops)):
+            _, done = self._frame(0)
+            obs = self.ale.getScreenRGB()
+            if done:
+                self.ale.reset_game()
+                obs = self.ale.getScreenRGB()
+        return obs
+
+    def skip_step(self, action: int) -> tuple[np.ndarray, float, bool]:
+        """``MaxAndSkipEnv.step``: 4 frames, the max of the last two, the summed reward."""
+        total, done = 0.0, False
+        for i in range(FRAMESKIP):
+            reward, done = self._frame(action)
+            if i >= FRAMESKIP - 2:
+                self.buffer[i - (FRAMESKIP - 2)] = self.ale.getScreenRGB()
+            total += reward
+            if done:
+                break
+        return self.buffer.max(axis=0), total, done
+
+    def reset(self, seed: int) -> np.ndarray:
+        """A new episode of ``seed``; the first stacked observation ``[4, 84, 84]``."""
+        self.noops = reference_noop_counts(seed, self.noop_max)
+        obs = self._noop_reset()
+        if self.fire:
+            obs, _, done = self.skip_step(1)
+            if done:
+                self._noop_reset()
+            obs, _, done = self.skip_step(2)
+            if done:
+                obs = self._noop_reset()
+        frame = warp_frame(obs)
+        return np.stack([frame] * 4)
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool]:
+        obs, reward, done = self.skip_step(action)
+        return warp_frame(obs), reward, done
+
+
+class ReferenceVectorEnv:
+    """``n`` ``ReferenceSlot`` emulators behind the part of ``AtariVectorEnv``'s interface the
+    rollout uses; stepped one after the other in Python (several times slower than ale-py's
+    threaded C++ vector environment, which cannot play single no-op frames)."""
+
+    def __init__(self, game: str, n: int, max_steps: int, noop_max: int) -> None:
+        import gymnasium
+
+        self.num_envs, self.max_steps = n, max_steps
+        self.slots = [ReferenceSlot(game, noop_max) for _ in range(n)]
+        self.single_action_space = gymnasium.spaces.Discrete(len(self.slots[0].actions))
+        self.single_observation_space = gymnasium.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+        self.obs = np.zeros((n, 4, 84, 84), dtype=np.uint8)
+        self.steps = np.zeros(n, dtype=np.int64)
+        self.over = np.ones(n, dtype=bool)
+
+    def reset_slots(self, slots: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        for slot, seed in zip(np.asarray(slots).tolist(), np.asarray(seeds).tolist()):
+            self.obs[slot] = self.slots[slot].reset(int(seed))
+            self.steps[slot], self.over[slot] = 0, False
+        return self.obs.copy()
+
+    def step(self, actions: np.ndarray):
+        n = self.num_envs
+        reward = np.zeros(n, dtype=np.float64)
+        terminated, truncated = self.over.copy(), np.zeros(n, dtype=bool)
+        for i in np.flatnonzero(~self.over).tolist():
+            frame, reward[i], done = self.slots[i].step(int(actions[i]))
+            self.obs[i, :-1] = self.obs[i, 1:].copy()
+            self.obs[i, -1] = frame
+            self.steps[i] += 1
+            terminated[i] = done
+            truncated[i] = not done and self.steps[i] >= self.max_steps
+            self.over[i] = done or truncated[i]
+        return self.obs.copy(), reward, terminated, truncated, {}
+
+    def close(self) -> None:
+        self.slots = []
+
 # --------------------------------------------------------------------------- problem
 @dataclass
 class Config:
@@ -190,6 +351,17 @@ class Config:
     #: steps: a deterministic unseeded reset (~0.015 s), then 1..ceil(noop_max / 4) no-op
     #: agent steps of 4 frames drawn from the episode seed
     noops: Literal["frames", "steps"] = "frames"
+    #: reference: the thesis code's baselines wrappers (1..noop_max no-op frames, FIRE and
+    #: action 2 one step each, the stack starting with the first frame 4 times), emulated in
+    #: Python; ale: ale-py's C++ vector environment (its own reset: ``noops`` applies)
+    reset: Literal["reference", "ale"] = "reference"
+    #: independent: every episode its own seed (the reference, whose workers never reseed);
+    #: shared: one seed for the whole generation (less noise between candidates, but an elite
+    #: re-evaluated beside them replays the same start's luck)
+    episode_seeds: Literal["independent", "shared"] = "independent"
+    #: frames (emulator frames) or steps (agent steps of 4 frames: the unit of the thesis'
+    #: and Such et al.'s "frames" budgets, which count what the reference calls total frames)
+    budget_unit: Literal["frames", "steps"] = "frames"
 
     def __post_init__(self) -> None:
         self.game = game_id(self.game)  # the ROM's id, or an error listing close matches
@@ -208,6 +380,7 @@ class Atari(Problem):
     env_cache_size = 3
 
     def setup(self) -> None:
+        self.budget_unit = self.config.budget_unit
         self._envs: OrderedDict[int, Any] = OrderedDict()
         probe = self._make_env(1)
         self.num_actions = int(probe.single_action_space.n)
@@ -235,6 +408,8 @@ class Atari(Problem):
         from ale_py.vector_env import AtariVectorEnv
 
         c = self.config
+        if c.reset == "reference":
+            return ReferenceVectorEnv(c.game, n, c.max_steps, c.noop_max)
         return AtariVectorEnv(
             c.game, n,
             num_threads=c.num_threads,
@@ -275,6 +450,8 @@ class Atari(Problem):
     def _reset(self, env, slots: np.ndarray, seeds: np.ndarray, noops: np.ndarray):
         """Reset ``slots`` for episodes of ``seeds``; in ``noops="steps"`` mode also set
         each slot's count of no-op agent steps, drawn from its seed."""
+        if isinstance(env, ReferenceVectorEnv):
+            return env.reset_slots(slots, seeds)
         n = env.num_envs
         mask = np.zeros(n, dtype=bool)
         mask[slots] = True
@@ -331,7 +508,7 @@ class Atari(Problem):
                 )
             else:
                 actions = random_actions.integers(0, self.num_actions, n)
-            if self.config.noops == "steps":
+            if self.config.noops == "steps" and self.config.reset == "ale":
                 actions[noops > 0] = 0  # NOOP is action 0 of every minimal action set
                 noops[noops > 0] -= 1
             obs, reward, terminated, truncated, _ = env.step(actions.astype(np.int64))
@@ -358,12 +535,25 @@ class Atari(Problem):
         """The generation's episode seed (advances the problem's random state)."""
         return {"episode_seed": int(self.rng.integers(0, SEED_BOUND))}
 
+    def episode_seeds(self, pop: Population, draw: dict[str, Any]) -> np.ndarray:
+        """One episode seed per candidate. shared: the draw's seed for all; independent: a
+        seed of (draw's seed, candidate id), so every episode of a generation differs, an
+        elite re-evaluated gets a fresh one each generation, and a shard on a remote worker
+        gives a candidate the seed it gets on the driver."""
+        seed = int(draw["episode_seed"])
+        if self.config.episode_seeds == "shared":
+            return np.full(len(pop), seed, dtype=np.int64)
+        ids = pop.ids.tolist() if pop.ids is not None else range(len(pop))
+        return np.array([int(np.random.SeedSequence([seed, int(i) % 2**63]).generate_state(1)[0])
+                         % SEED_BOUND for i in ids], dtype=np.int64)
+
     def evaluate_drawn(self, pop: Population, draw: dict[str, Any]) -> Evaluation:
-        """One episode per candidate under ``draw``'s seed; loss = -score, cost = frames."""
+        """One episode per candidate under ``draw``'s seed(s); loss = -score; cost = emulator
+        frames (4 per agent step) or, with ``budget_unit="steps"``, agent steps."""
         count = len(pop)
         if count == 0:
             return Evaluation(torch.zeros(0), cost=0.0, info={"frames": 0})
-        seeds = np.full(count, int(draw["episode_seed"]), dtype=np.int64)
+        seeds = self.episode_seeds(pop, draw)
         scores, steps = self.rollout(pop.rows, count, seeds)
         frames = int(steps.sum()) * FRAMESKIP
         info = {
@@ -374,7 +564,8 @@ class Atari(Problem):
             "max_score": float(scores.max()),
             "episode_seed": int(draw["episode_seed"]),
         }
-        return Evaluation(torch.from_numpy(-scores).float(), cost=float(frames), info=info)
+        cost = float(frames if self.budget_unit == "frames" else steps.sum())
+        return Evaluation(torch.from_numpy(-scores).float(), cost=cost, info=info)
 
     def report(self, x: Any) -> dict[str, float]:
         """Mean, median, min and max score of ``x`` over ``report_episodes`` fixed seeds."""
