@@ -36,7 +36,11 @@ slot's episode ends the next candidate is loaded into it and only that environme
 and each step's forward passes of all slots are one batched call with per-slot weights
 (patches + ``bmm``, which on CPU gives the same bits whatever the batch, so a candidate's score
 does not depend on its slot or its neighbours). ``report(x)`` plays ``report_episodes``
-episodes with fixed seeds, none used in training.
+episodes with fixed seeds, none used in training, each capped at ``report_max_steps`` agent
+steps (default ``max_steps``). The thesis code scores the elite every generation on 50 fresh
+episodes, outside the budget and without a cap of its own (gym's NoFrameskip-v4 limit,
+100,000 agent steps): ``report_episodes=50, report_max_steps=0`` is that protocol, applied to
+the recommendation at the end of a run.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from evoreg.config import bounded
 from evoreg.nets import flatten_parameters, parameter_count, unflatten_parameters
 
 FRAMESKIP = 4
+NO_CAP_STEPS = 100_000  # gym's TimeLimit on NoFrameskip-v4 games: 400,000 frames
 REPORT_SEED_BASE = 1_000_000  # report episodes use seeds 1_000_000 + i, disjoint from draws
 SEED_BOUND = 2**31 - 1  # ALE takes int seeds
 # (kernel, stride) of the three convolutions, in the order of the network's parameters
@@ -345,6 +350,10 @@ class Config:
     num_envs: int = bounded(64, ge=1)  #: environments stepped together, one candidate each
     num_threads: int = bounded(0, ge=0)  #: emulator threads (0: all cores)
     report_episodes: int = bounded(30, ge=1)  #: fixed-seed episodes that report() averages
+    #: agent steps a report episode may last: None: max_steps; 0: no cap of evoreg's own,
+    #: i.e. gym's NoFrameskip-v4 limit of 400,000 frames (100,000 agent steps), as the thesis
+    #: code's final scores (50 episodes of the elite, ``report_episodes=50``)
+    report_max_steps: int | None = bounded(None, ge=0)
     noop_max: int = bounded(30, ge=0)  #: up to this many random no-op frames at reset
     #: frames: ALE's 1..noop_max no-op frames, drawn at a seeded reset (the thesis' exact
     #: preprocessing; a seeded reset reloads the ROM, ~0.2 s measured, and stalls every slot);
@@ -404,18 +413,19 @@ class Atari(Problem):
         ])
 
     # ----------------------------------------------------------------- environments
-    def _make_env(self, n: int):
+    def _make_env(self, n: int, max_steps: int | None = None):
         from ale_py.vector_env import AtariVectorEnv
 
         c = self.config
+        max_steps = max_steps or c.max_steps
         if c.reset == "reference":
-            return ReferenceVectorEnv(c.game, n, c.max_steps, c.noop_max)
+            return ReferenceVectorEnv(c.game, n, max_steps, c.noop_max)
         return AtariVectorEnv(
             c.game, n,
             num_threads=c.num_threads,
             # ALE counts this in emulator frames of agent steps (reset no-ops excluded):
             # measured, an episode is truncated after exactly max_frames / frameskip steps.
-            max_num_frames_per_episode=c.max_steps * FRAMESKIP,
+            max_num_frames_per_episode=max_steps * FRAMESKIP,
             reward_clipping=False, noop_max=c.noop_max if c.noops == "frames" else 0,
             frameskip=FRAMESKIP, maxpool=True,
             grayscale=True, img_height=84, img_width=84, stack_num=4, episodic_life=False,
@@ -425,16 +435,18 @@ class Atari(Problem):
             autoreset_mode="NextStep",
         )
 
-    def env(self, n: int):
-        """A vector environment of ``n`` slots (kept for reuse)."""
-        if n in self._envs:
-            self._envs.move_to_end(n)
-            return self._envs[n]
+    def env(self, n: int, max_steps: int | None = None):
+        """A vector environment of ``n`` slots, episodes capped at ``max_steps`` agent steps
+        (default: the config's), kept for reuse."""
+        key: Any = n if max_steps in (None, self.config.max_steps) else (n, max_steps)
+        if key in self._envs:
+            self._envs.move_to_end(key)
+            return self._envs[key]
         while len(self._envs) >= self.env_cache_size:
             _, old = self._envs.popitem(last=False)
             old.close()
-        self._envs[n] = self._make_env(n)
-        return self._envs[n]
+        self._envs[key] = self._make_env(n, max_steps)
+        return self._envs[key]
 
     def close(self) -> None:
         for env in self._envs.values():
@@ -472,15 +484,17 @@ class Atari(Problem):
         rows: Callable[[int, int], torch.Tensor] | None,
         count: int,
         seeds: np.ndarray,
+        max_steps: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and agent steps of ``count`` episodes, one per candidate.
+        """Scores and agent steps of ``count`` episodes, one per candidate, each capped at
+        ``max_steps`` agent steps (default: the config's).
 
         Candidate ``i`` has weights ``rows(i, j)[i - i0]`` (materialised only as slots free
         up, never all at once) and plays with episode seed ``seeds[i]``. ``rows=None`` plays
         uniformly random actions (drawn from the seed, for ``report_random``).
         """
         n = min(self.config.num_envs, count)
-        env = self.env(n)
+        env = self.env(n, max_steps)
         policies = SlotPolicies(self.template, n, self.device) if rows is not None else None
         scores = np.zeros(count, dtype=np.float64)
         steps = np.zeros(count, dtype=np.int64)
@@ -581,7 +595,9 @@ class Atari(Problem):
     def _report(self, rows, episodes: int | None = None) -> dict[str, float]:
         episodes = episodes or self.config.report_episodes
         seeds = REPORT_SEED_BASE + np.arange(episodes, dtype=np.int64)
-        scores, steps = self.rollout(rows, episodes, seeds)
+        cap = self.config.report_max_steps
+        cap = NO_CAP_STEPS if cap == 0 else cap
+        scores, steps = self.rollout(rows, episodes, seeds, cap)
         return {
             "mean_score": float(np.mean(scores)),
             "median_score": float(np.median(scores)),

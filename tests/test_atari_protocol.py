@@ -188,3 +188,13 @@ def test_atari_ga_presets(preset, values):
     opt = evoreg.make_optimizer("atari-ga", evoreg.Real(3), preset=preset)
     c = opt.config
     assert (c.elites, c.parents, c.popsize, c.max_evals) == values
+
+
+def test_report_offers_the_reference_final_score_protocol():
+    kwargs = {"game": GAME, "max_steps": 5, "num_envs": 2, "seed": 0, "reset": "ale",
+              "report_episodes": 2}
+    capped = evoreg.make_problem("atari", **kwargs)
+    longer = evoreg.make_problem("atari", report_max_steps=40, **kwargs)
+    x = capped.space.seeded_initial(0)
+    assert capped.report(x)["mean_steps"] == 5
+    assert 5 < longer.report(x)["mean_steps"] <= 40
