@@ -4,11 +4,14 @@ Prellberg's thesis (2020, ch. 6) runs its GA (kappa 10 elites re-evaluated up to
 mu 40 parents, lambda 2000 children, sigma 0.005) on Atari for billions of frames and reports
 a Frostbite score of 6,440 against 5,547 for the Such et al. (2017) baseline. This script runs
 ``atari-ga`` with the same operators, scaled to a budget one 2-core CPU can give (``--frames``
-per run, each generation one episode per candidate with the generation's shared seed), for
+per run, each generation one episode per candidate; by default the thesis code's protocol:
+its reset and an independent seed per episode, ``--reset ale --episode-seeds shared`` for
+ale-py's faster C++ environment and one seed a generation), for
 ``--seeds`` seeds, and on the same ``atari`` problem with the same frame budget
 ``ng:NGOpt`` and ``ng:OnePlusOne`` (nevergrad over all 1.7M weights, ``--ng-popsize``
 candidates a generation), and a random-action agent. Each run's recommendation is scored by
-the problem's ``report``: mean and median over 30 fixed-seed episodes, none seen in training.
+the problem's ``report`` as the thesis code's final score: 50 fixed-seed episodes (none seen
+in training) without evoreg's step cap (gym's 100,000-agent-step limit), mean and median.
 
 Writes ``benchmarks/results/ga_frostbite.json`` (every run), ``ga_frostbite.png`` (best
 episode score against emulator frames, median over seeds) and the line in
@@ -84,9 +87,17 @@ def parse_args() -> argparse.Namespace:
                         help="agent steps per episode (thesis: 3000; 1000 fits the CPU budget)")
     parser.add_argument("--num-envs", type=int, default=64)
     parser.add_argument("--noops", choices=("frames", "steps"), default="frames",
-                        help="reset no-ops: 1-30 frames (thesis; a seeded reset costs ~0.2 s) "
-                             "or 1-8 agent steps after a cheap deterministic reset")
-    parser.add_argument("--report-episodes", type=int, default=30)
+                        help="--reset ale only: its no-ops, 1-30 frames (a seeded reset costs "
+                             "~0.2 s) or 1-8 agent steps after a cheap deterministic reset")
+    parser.add_argument("--reset", choices=("reference", "ale"), default="reference",
+                        help="the thesis code's reset (baselines' wrappers) or ale-py's")
+    parser.add_argument("--episode-seeds", choices=("independent", "shared"),
+                        default="independent")
+    parser.add_argument("--report-episodes", type=int, default=50,
+                        help="final-score episodes (the thesis code: 50)")
+    parser.add_argument("--report-max-steps", type=int, default=0,
+                        help="agent steps a final-score episode may last (0: no cap of "
+                             "evoreg's, as the thesis code)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--runs", default="",
                         help="keep run directories here (default: temp); a rerun with the same "
@@ -100,7 +111,7 @@ def parse_args() -> argparse.Namespace:
         args.popsize, args.parents, args.elites, args.max_evals = 4, 2, 1, 2
         args.ng, args.ng_popsize = "ng:OnePlusOne", 2
         args.max_steps, args.num_envs, args.report_episodes = 50, 4, 2
-        args.noops = "steps"
+        args.noops, args.report_max_steps = "steps", 50
     return args
 
 
@@ -213,7 +224,8 @@ def main() -> None:
     device = str(resolve_device(args.device))
     problem_config = {
         "game": args.game, "max_steps": args.max_steps, "num_envs": args.num_envs,
-        "report_episodes": args.report_episodes, "noops": args.noops,
+        "report_episodes": args.report_episodes, "noops": args.noops, "reset": args.reset,
+        "episode_seeds": args.episode_seeds, "report_max_steps": args.report_max_steps,
     }
     ga_config = {
         "popsize": args.popsize, "parents": args.parents, "elites": args.elites,

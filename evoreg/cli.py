@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import gc
 import inspect
+import json
 import math
 import os
 import re
@@ -460,6 +461,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
     )
     unit = getattr(problem.factory, "budget_unit", "")
+    try:  # a problem's config may choose its unit (atari's budget_unit=steps)
+        unit = json.loads((Path(out) / "run.json").read_text()).get("budget_unit", unit)
+    except (OSError, ValueError, TypeError):
+        pass
     report = ", ".join(f"{key}={_short(value)}" for key, value in result.report.items())
     rows = [
         ["best loss", _short(result.best_loss)],

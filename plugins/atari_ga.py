@@ -13,8 +13,15 @@ initialisations. A generation is thus lambda children plus the elites due for an
 episode (``default_popsize``); ``ask(n)`` with a smaller n (the budget's last generation)
 keeps the elites due and makes fewer children.
 
-Presets: ``thesis`` (kappa 10, mu 40, lambda 2000, max_evals 20) and ``such2017`` (kappa 1,
-mu 10, lambda 5000, max_evals 1); sigma 0.005 for both. Explicit values override the preset.
+Presets: ``thesis`` (the thesis' table: kappa 10, mu 40, lambda 2000, max_evals 20),
+``released`` (the released code's launch configuration, launch_train.py: kappa 40, mu 100,
+lambda 2000, max_evals 20) and ``such2017`` (kappa 1, mu 10, lambda 5000, max_evals 1); sigma
+0.005 for all. Explicit values override the preset. The episode protocol is the ``atari``
+problem's: its defaults (``reset="reference"``, ``episode_seeds="independent"``) are the
+thesis code's, each episode its own seed, so an elite's re-evaluations average independent
+episodes. Budgets: the thesis and Such et al. count agent steps as "frames" (the reference's
+``--total-frames``); give them with ``--set budget_unit=steps`` on the problem, or multiply
+by 4 for evoreg's emulator frames.
 
 Every candidate is a seed genome (an ``evoreg.LazyPopulation`` genome): its init seed and one
 (seed, sigma) pair per mutation, so populations, checkpoints and messages to remote workers
@@ -37,17 +44,20 @@ from evoreg.population import Decoder, LazyGenome
 PRESETS: dict[str, dict[str, int]] = {
     "thesis": {"elites": 10, "parents": 40, "popsize": 2000, "max_evals": 20},
     "such2017": {"elites": 1, "parents": 10, "popsize": 5000, "max_evals": 1},
+    # the released code's launch configuration (launch_train.py, tag v1)
+    "released": {"elites": 40, "parents": 100, "popsize": 2000, "max_evals": 20},
 }
 SEED_BOUND = 2**31 - 1
 
 
 @dataclass
 class Config:
-    preset: Literal["thesis", "such2017"] = "thesis"  #: where unset values below come from
-    popsize: int | None = bounded(None, ge=1)  #: lambda, children a generation (2000 / 5000)
-    parents: int | None = bounded(None, ge=1)  #: mu, parents kept, elites included (40 / 10)
-    elites: int | None = bounded(None, ge=0)  #: kappa, best parents re-evaluated (10 / 1)
-    max_evals: int | None = bounded(None, ge=1)  #: episodes that end re-evaluation (20 / 1)
+    #: where unset values below come from: thesis, released, such2017
+    preset: Literal["thesis", "released", "such2017"] = "thesis"
+    popsize: int | None = bounded(None, ge=1)  #: lambda, children a generation (2000/2000/5000)
+    parents: int | None = bounded(None, ge=1)  #: mu, parents kept, elites included (40/100/10)
+    elites: int | None = bounded(None, ge=0)  #: kappa, best parents re-evaluated (10/40/1)
+    max_evals: int | None = bounded(None, ge=1)  #: episodes that end re-evaluation (20/20/1)
     sigma: float = bounded(0.005, gt=0)  #: mutation strength
 
     def __post_init__(self) -> None:

@@ -4,9 +4,15 @@ The problem of Prellberg's thesis (2020, ch. 5: LEEA over a population of 92k-we
 code jprellberg/gpuea) and of Kucharavy et al. (ALIFE 2023: GO-EA on a 9,854-weight ConvNet,
 code chiffa/ALIFE2023_GOEA-SGD). One ``evaluate`` call is one generation: ONE minibatch of
 ``batch_size`` training images is drawn for the whole population (``"full"``: the whole
-training set, as GO-EA), each candidate's loss on it is computed in one batched pass
+training split), each candidate's loss on it is computed in one batched pass
 (``evoreg.nets.PopulationForward`` scored by ``evoreg.problems.classification``). Minibatches
 walk through reshuffled epochs.
+
+``preset="paper"`` is GO-EA's reference setting in one switch: MNIST, the reference network
+``convnet9854-sn`` (spectral norm; scored one candidate at a time in train mode, one power
+iteration per 32-image forward pass, dropout 0.1 and input dropout 0.1 as the paper's text),
+all 60,000 training images each generation (``train_on="train+validation"``) and torch's
+default initialisation. Values set explicitly override the preset's.
 
 Splits follow gpuea: the training set is permuted with ``numpy.random.RandomState(1)`` and
 its last 10% held out for validation (54k / 6k / 10k on MNIST-like sets). The loss is
@@ -36,24 +42,56 @@ from evoreg.nets import (
 )
 from evoreg.problems import datasets
 from evoreg.problems.classification import cross_entropy_and_correct
-from evoreg.problems.models import MODELS, model_spec
+from evoreg.problems.models import (
+    MODELS,
+    PAPER_DROPOUT,
+    load_state_vector_,
+    model_spec,
+    state_parameter_mask,
+    state_vector,
+)
 
 DEFAULT_MODELS = {"digits": "mlp-digits"}  # every MNIST-like set: mlp92k
 
 
+#: ``preset=paper``: the GO-EA reference's setting (values a user sets explicitly win)
+PRESETS: dict[str, dict[str, Any]] = {
+    "none": {"dataset": "digits", "model": "auto", "batch_size": 1024, "init": None,
+             "train_on": "train", "dropout": 0.0, "input_dropout": 0.0,
+             "forward_batch": None},
+    "paper": {"dataset": "mnist", "model": "convnet9854-sn", "batch_size": "full",
+              "init": "torch", "train_on": "train+validation", "dropout": PAPER_DROPOUT[0],
+              "input_dropout": PAPER_DROPOUT[1], "forward_batch": 32},
+}
+
+
 @dataclass
 class Config:
-    #: digits (scikit-learn, embedded), mnist, fashion-mnist, kmnist
-    dataset: Literal["digits", "mnist", "fashion-mnist", "kmnist"] = "digits"
-    #: mlp92k, convnet9854, mlp-digits; auto: mlp-digits on digits, else mlp92k
-    model: Literal["auto", "mlp92k", "convnet9854", "mlp-digits"] = "auto"
-    #: images per generation, or "full" (GO-EA)
-    batch_size: int | Literal["full"] = bounded(1024, ge=1)
+    #: none, or paper: GO-EA's reference setting (mnist, convnet9854-sn, all 60,000 training
+    #: images each generation, torch init, the paper's dropout, 32-image forward passes)
+    preset: Literal["none", "paper"] = "none"
+    #: digits (scikit-learn, embedded), mnist, fashion-mnist, kmnist; None: the preset's
+    dataset: Literal["digits", "mnist", "fashion-mnist", "kmnist"] | None = None
+    #: mlp92k, convnet9854, convnet9854-sn, mlp-digits; auto: mlp-digits on digits, else mlp92k
+    model: Literal["auto", "mlp92k", "convnet9854", "convnet9854-sn", "mlp-digits"] | None = None
+    #: images per generation, or "full": the whole training set (None: 1024, paper: full)
+    batch_size: int | Literal["full"] | None = bounded(None, ge=1)
+    #: train (the split without the validation share) or train+validation (all the training
+    #: images, as the GO-EA reference's 60,000; validation figures then are on seen images)
+    train_on: Literal["train", "train+validation"] | None = None
     loss: Literal["cross-entropy", "error-rate"] = "cross-entropy"  #: error-rate: no gradient
     #: mean-centred (gpuea), half ((x-.5)/.5, GO-EA), none; auto: the model's own
     normalization: Literal["auto", "mean-centred", "half", "none"] = "auto"
-    #: glorot (Glorot-uniform, zero biases, as gpuea) or torch (torch's default)
-    init: Literal["glorot", "torch"] = "glorot"
+    #: glorot (Glorot-uniform, zero biases, as gpuea) or torch (torch's default, as the GO-EA
+    #: reference); None: torch for convnet9854-sn and preset paper, else glorot
+    init: Literal["glorot", "torch"] | None = None
+    #: convnet9854-sn: dropout before conv2-4 and the 196-24 layer, active while scoring as in
+    #: the reference (train mode); the paper's text: 0.1, the released GO-EA runs: 0
+    dropout: float | None = bounded(None, ge=0, lt=1)
+    input_dropout: float | None = bounded(None, ge=0, lt=1)  #: convnet9854-sn: on the pixels
+    #: convnet9854-sn: images per forward pass, one power iteration each (the reference's
+    #: loader: 32); None: eval_chunk
+    forward_batch: int | None = bounded(None, ge=1)
     #: share of the training set held out (gpuea: 0.1)
     validation_share: float = bounded(0.1, gt=0, lt=1)
     split_seed: int = 1  #: seed of the train/validation permutation (gpuea: 1)
@@ -64,6 +102,11 @@ class Config:
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"  #: tf32 and bf16 on CUDA only
     memory_budget_mb: int = bounded(1024, ge=1)  #: population forward chunk size limit
     eval_chunk: int = bounded(8192, ge=1)  #: images per pass when a whole split is scored
+
+    def __post_init__(self) -> None:
+        for key, value in PRESETS.get(self.preset, {}).items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
 
 
 class MnistWeights(Problem):
@@ -87,6 +130,8 @@ class MnistWeights(Problem):
         order = np.random.RandomState(c.split_seed).permutation(len(data.train_labels))
         split = int(len(order) * (1 - c.validation_share))
         train, validation = torch.from_numpy(order[:split]), torch.from_numpy(order[split:])
+        if c.train_on == "train+validation":
+            train = torch.from_numpy(order)
         normalize = self._normalizer(c.normalization, spec.normalization, data, train)
         device = self.device
         self.splits = {
@@ -97,20 +142,24 @@ class MnistWeights(Problem):
             "test": (normalize(data.test_images).to(device), data.test_labels.to(device)),
         }
         self.data_source = data.source
-        self.model = spec.build(data.classes).to(device).eval()
-        self.population_forward = PopulationForward(
+        self.stateful = spec.stateful
+        self.init = c.init or ("torch" if spec.stateful else "glorot")
+        if spec.stateful and self.init == "glorot":
+            raise EvoregError(f"model {self.model_name} supports init='torch' only")
+        self.model = self._build(data.classes).to(device).eval()
+        self.population_forward = None if spec.stateful else PopulationForward(
             self.model, device=device, strategy=c.strategy,
             memory_budget=c.memory_budget_mb << 20, precision=c.precision,
         )
         init_generator = torch.Generator().manual_seed(self.seed)
-        if c.init == "glorot":
+        if self.init == "glorot":
             glorot_uniform_(self.model, init_generator)
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
-                fresh = spec.build(data.classes)
+                fresh = self._build(data.classes)
             self.model.load_state_dict(fresh.state_dict())
-        initial = flatten_parameters(self.model).cpu()
+        initial = self._flatten(self.model).cpu()
         self.space = Real(
             len(initial),
             init=initial,
@@ -120,6 +169,17 @@ class MnistWeights(Problem):
         self.samples = 0
         self.order = torch.empty(0, dtype=torch.int64)
         self.cursor = 0
+
+    def _build(self, classes: int):
+        spec = model_spec(self.model_name)
+        if not spec.stateful:
+            return spec.build(classes)
+        return spec.build(classes, dropout=self.config.dropout,
+                          input_dropout=self.config.input_dropout)
+
+    def _flatten(self, model: torch.nn.Module) -> torch.Tensor:
+        """A candidate: the parameters, or the whole state of a stateful model."""
+        return state_vector(model) if self.stateful else flatten_parameters(model)
 
     # ----------------------------------------------------------------- data
     @staticmethod
@@ -133,15 +193,14 @@ class MnistWeights(Problem):
         return lambda images: images
 
     def _sample_init(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        if self.config.init == "glorot":
+        if self.init == "glorot":
             return glorot_uniform_population(self.model, n, generator)
-        spec = model_spec(self.model_name)
         rows = []
         seeds = torch.randint(0, 2**62, (n,), generator=generator)
         for seed in seeds.tolist():
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                rows.append(flatten_parameters(spec.build(int(self._classes))))
+                rows.append(self._flatten(self._build(int(self._classes))))
         return torch.stack(rows)
 
     @property
@@ -168,8 +227,13 @@ class MnistWeights(Problem):
     def evaluate(self, pop: Population, *, gradients: bool = False) -> Evaluation:
         images, labels = self._minibatch()
         n, batch = len(pop), len(labels)
-        if gradients:
+        if gradients and self.stateful:
+            losses, correct, grads = self._stateful_scores(pop, images, labels, gradients=True)
+        elif gradients:
             losses, correct, grads = self._with_gradients(pop, images, labels)
+        elif self.stateful:
+            losses, correct, _ = self._stateful_scores(pop, images, labels)
+            grads = None
         else:
             losses, correct = self._scores(pop, images, labels)
             grads = None
@@ -181,6 +245,61 @@ class MnistWeights(Problem):
             "batch_accuracy_best": float(correct.max()) / batch,
         }
         return Evaluation(losses.float(), cost=n, info=info, gradients=grads)
+
+    def _stateful_scores(self, pop: Any, images: torch.Tensor, labels: torch.Tensor, *,
+                         gradients: bool = False, dropout: bool = True,
+                         generator: torch.Generator | None = None):
+        """Score a stateful model (convnet9854-sn) one candidate at a time, as the reference:
+        the candidate's state (weights and power-iteration buffers) is loaded, the model runs
+        in train mode over ``forward_batch``-image passes (one power iteration each, which
+        updates the buffers during this evaluation only; dropout active if ``dropout``), and
+        the candidate itself is left unchanged. Gradients cover the parameters; the buffers'
+        entries are 0."""
+        if gradients and self.config.loss == "error-rate":
+            raise EvoregError(
+                "loss='error-rate' has no gradient: gradient baselines need loss='cross-entropy'"
+            )
+        chunk = self.config.forward_batch or self.config.eval_chunk
+        n = len(pop)
+        rows = pop if isinstance(pop, torch.Tensor) else pop.rows(0, n)
+        model = self.model.train()
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout) and not dropout:
+                module.eval()
+        mask = state_parameter_mask(model)
+        params = dict(model.named_parameters())
+        losses, correct, grads = [], [], []
+        seeds = torch.randint(0, 2**62, (n,), generator=generator or self.generator).tolist()
+        devices = [self.device] if torch.device(self.device).type == "cuda" else []
+        for row, seed in zip(rows, seeds):
+            load_state_vector_(model, row.to(self.device))
+            model.zero_grad(set_to_none=True)
+            loss_sum, hits = 0.0, 0
+            with torch.random.fork_rng(devices=devices), torch.set_grad_enabled(gradients):
+                torch.manual_seed(seed)  # dropout masks, reproducible under the problem's seed
+                for start in range(0, len(labels), chunk):
+                    inputs, targets = images[start:start + chunk], labels[start:start + chunk]
+                    logits = model(inputs)
+                    part = F.cross_entropy(logits, targets, reduction="sum")
+                    if gradients:
+                        part.backward()
+                    loss_sum += float(part.detach())
+                    hits += int((logits.argmax(dim=1) == targets).sum())
+            losses.append(loss_sum / len(labels))
+            correct.append(hits)
+            if gradients:
+                grad = torch.zeros(len(mask), device=self.device)
+                offset = 0
+                for name, tensor in model.state_dict().items():
+                    k = tensor.numel()
+                    p = params.get(name)
+                    if p is not None and p.grad is not None:
+                        grad[offset:offset + k] = p.grad.reshape(-1) / len(labels)
+                    offset += k
+                grads.append(grad)
+        model.eval()
+        return (torch.tensor(losses, dtype=torch.float64), torch.tensor(correct),
+                torch.stack(grads) if gradients else None)
 
     def _scores(self, pop: Any, images: torch.Tensor, labels: torch.Tensor):
         """Mean cross-entropy and correct counts, in data chunks for large (full) batches."""
@@ -227,7 +346,11 @@ class MnistWeights(Problem):
         weights = torch.as_tensor(x, dtype=torch.float32).reshape(1, -1).to(self.device)
         figures: dict[str, float] = {}
         for split, (images, labels) in self.splits.items():
-            loss, correct = self._scores(weights, images, labels)
+            if self.stateful:  # power iteration as while scoring, without dropout
+                loss, correct, _ = self._stateful_scores(
+                    weights, images, labels, dropout=False, generator=torch.Generator())
+            else:
+                loss, correct = self._scores(weights, images, labels)
             figures[f"{split}_accuracy"] = float(correct[0]) / len(labels)
             figures[f"{split}_loss"] = float(loss[0])
         return figures

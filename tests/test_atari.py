@@ -15,6 +15,9 @@ from evoreg.problems.atari import SlotPolicies, game_id
 # Ms. Pac-Man: after its ~60-step intro, random agents score differently within 100 steps, so
 # equal losses in different arrangements mean something; max_steps cuts every episode short.
 GAME, STEPS = "ms_pacman", 100
+# These tests are about ale-py's C++ vector environment with one episode seed a generation
+# (test_atari_protocol.py covers the reference reset and independent episode seeds).
+FAST = {"reset": "ale", "episode_seeds": "shared"}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -28,7 +31,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def problem():
-    return evoreg.make_problem("atari", game=GAME, max_steps=STEPS, num_envs=4, seed=3)
+    return evoreg.make_problem("atari", game=GAME, **FAST, max_steps=STEPS, num_envs=4, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +119,7 @@ def test_same_candidate_same_draw_same_loss_in_any_slot_or_batch(problem, popula
     assert torch.equal(problem.evaluate_drawn(population, draw).losses, whole.losses)
     # reversed order in 3 slots instead of 4: other slots, other neighbours, other refills
     order = torch.arange(5, -1, -1)
-    other = evoreg.make_problem("atari", game=GAME, max_steps=STEPS, num_envs=3)
+    other = evoreg.make_problem("atari", game=GAME, **FAST, max_steps=STEPS, num_envs=3)
     shuffled = other.evaluate_drawn(Population(population.values[order]), draw)
     assert torch.equal(shuffled.losses, whole.losses[order])
 
@@ -165,7 +168,7 @@ def test_lazy_population(problem, population):
 
 
 def test_report_plays_fixed_seed_episodes(problem, population):
-    small = evoreg.make_problem("atari", game=GAME, max_steps=30, num_envs=3,
+    small = evoreg.make_problem("atari", game=GAME, **FAST, max_steps=30, num_envs=3,
                                 report_episodes=4)
     x = population.values[1]
     figures = small.report(x)
@@ -179,7 +182,8 @@ def test_report_plays_fixed_seed_episodes(problem, population):
 
 def test_noop_steps_mode_is_as_deterministic(population):
     # noops="steps": unseeded (cheap) resets, no-op agent steps drawn from the episode seed
-    fast = [evoreg.make_problem("atari", game=GAME, max_steps=STEPS, num_envs=k, noops="steps")
+    fast = [evoreg.make_problem("atari", game=GAME, **FAST, max_steps=STEPS, num_envs=k,
+                                noops="steps")
             for k in (2, 4)]
     pop = Population(population.values[:4])
     draw = {"episode_seed": 12345}

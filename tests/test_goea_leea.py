@@ -265,7 +265,7 @@ def test_leea_improves_on_a_quadratic():
 # ---------------------------------------------------------------------------------- goea
 def test_goea_asks_for_the_parent_first_then_for_n_children():
     space = Real(4, init=torch.arange(4.0))
-    opt = evoreg.make_optimizer("goea", space, popsize=6)
+    opt = evoreg.make_optimizer("goea", space, popsize=6, reevaluate_parent=False)
     first = opt.ask()
     assert torch.equal(first.values, space.initial()[None])
     opt.tell(first, [1.0])
@@ -280,7 +280,7 @@ def tell_scripted(opt, losses):
 
 
 def test_goea_parent_moves_only_on_strict_improvement():
-    opt = make("goea", popsize=4)
+    opt = make("goea", popsize=4, reevaluate_parent=False)
     start = opt.recommend()
     tell_scripted(opt, [1.0])
     tell_scripted(opt, [1.0, 1.0, 1.0, 1.0])  # ties
@@ -292,14 +292,14 @@ def test_goea_parent_moves_only_on_strict_improvement():
 
 @pytest.mark.parametrize(("accept", "chosen"), [("first", 1), ("best", 3)])
 def test_goea_accept_first_or_best(accept, chosen):
-    opt = make("goea", popsize=5, accept=accept)
+    opt = make("goea", popsize=5, accept=accept, reevaluate_parent=False)
     tell_scripted(opt, [1.0])
     pop = tell_scripted(opt, [1.0, 0.8, 1.2, 0.3, 0.5])
     assert torch.equal(opt.recommend(), pop.values[chosen])
 
 
 def test_goea_reevaluate_parent_puts_the_parent_first_with_its_id():
-    opt = make("goea", popsize=3, reevaluate_parent=True)
+    opt = make("goea", popsize=3)  # the reference's default: parent re-evaluated
     pop = tell_scripted(opt, [1.0, 2.0, 3.0, 4.0])  # parent and children from the start
     assert len(pop) == 4 and torch.equal(pop.values[0], opt.space.initial())
     parent_id = pop.ids[0]
@@ -313,12 +313,52 @@ def test_goea_reevaluate_parent_puts_the_parent_first_with_its_id():
 
 @pytest.mark.parametrize("noise_table", [True, False])
 def test_goea_children_are_the_parent_plus_noise_of_std_sigma(noise_table):
-    opt = make("goea", dim=20000, popsize=4, noise_table=noise_table)
+    opt = make("goea", dim=20000, popsize=4, noise_table=noise_table, reevaluate_parent=False)
     tell_scripted(opt, [1.0])
     pop = opt.ask()
     steps = pop.values - opt.parent
     assert torch.allclose(steps.std(dim=1), torch.full((4,), 0.01), rtol=0.03)
     assert steps.mean().abs() < 1e-3
+
+
+def test_goea_alg1_moves_several_times_in_one_generation():
+    """Alg. 1: after a move, the generation's later candidates are drawn around the new parent."""
+    opt = make("goea", popsize=6, accept="first")  # parent re-evaluated in every batch
+    pop = tell_scripted(opt, [1.0, 2.0, 0.9, 5.0, 0.1, 0.2, 0.3])  # moves at candidate 2 of 6
+    assert len(pop) == 7 and opt.tried == 2 and opt.moves == 1
+    assert torch.equal(opt.recommend(), pop.values[2])
+    first_parent = pop.values[2]
+    pop = opt.ask()  # the remaining 4 candidates, around the new parent (first in the batch)
+    assert len(pop) == 5 and torch.equal(pop.values[0], first_parent)
+    assert pop.ids[0] == opt.parent_id[0]
+    steps = pop.values[1:] - first_parent
+    assert steps.abs().max() < 0.1  # drawn around the new parent, sigma 0.01
+    opt.tell(pop, torch.tensor([0.9, 0.95, 0.5, 0.4, 0.3]))  # second move, same generation
+    assert opt.moves == 2 and opt.tried == 4 and torch.equal(opt.recommend(), pop.values[2])
+    pop = opt.ask()
+    assert len(pop) == 3  # parent + the generation's last 2 candidates
+    opt.tell(pop, torch.tensor([0.5, 0.6, 0.7]))
+    assert opt.tried == 0 and opt.moves == 2 and len(opt.ask()) == 7  # a new generation
+
+
+def test_goea_alg1_strictly_sequential_batches_of_one():
+    opt = make("goea", popsize=3, accept="first", first_batch=1, reevaluate_parent=False)
+    tell_scripted(opt, [1.0])
+    sizes = []
+    for losses in ([1.2], [0.9], [0.8], [2.0]):  # two moves in the first generation
+        sizes.append(len(tell_scripted(opt, losses)))
+    assert sizes == [1, 1, 1, 1] and opt.moves == 2 and opt.tried == 1
+    assert opt.parent_loss == pytest.approx(0.8)
+
+
+def test_goea_best_compares_children_with_the_parent_of_the_same_batch():
+    """Default (reevaluate_parent): a child better than the parent's old loss but worse than
+    the parent's loss on this batch does not move it."""
+    opt = make("goea", popsize=2)
+    tell_scripted(opt, [1.0, 2.0, 3.0])
+    start = opt.recommend()
+    tell_scripted(opt, [0.1, 0.5, 0.6])  # this batch is easier: children beat 1.0, not 0.1
+    assert torch.equal(opt.recommend(), start) and opt.parent_loss == pytest.approx(0.1)
 
 
 def test_goea_improves_on_a_quadratic():

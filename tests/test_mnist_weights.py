@@ -198,7 +198,112 @@ def test_config_choices_are_the_registered_data_sets_and_models():
     from evoreg.problems.models import MODELS
 
     hints = typing.get_type_hints(mnist_weights.Config)
-    assert set(typing.get_args(hints["dataset"])) == set(datasets.DATASETS)
-    assert set(typing.get_args(hints["model"])) == {"auto", *MODELS}
+    def choices(hint):  # Literal[...] | None: the preset's choice when None
+        return {a for arg in typing.get_args(hint) for a in typing.get_args(arg)}
+
+    assert choices(hints["dataset"]) == set(datasets.DATASETS)
+    assert choices(hints["model"]) == {"auto", *MODELS}
     with pytest.raises(EvoregError, match="did you mean 'fashion-mnist'"):
         evoreg.make_problem("mnist-weights", dataset="fasion-mnist")
+
+
+# ------------------------------------------------------------- GO-EA's reference network
+def test_reference_convnet_keeps_9854_weights_and_adds_spectral_norm_buffers():
+    from evoreg.problems.models import build_model, state_parameter_mask, state_vector
+
+    model = build_model("convnet9854-sn")
+    assert sum(p.numel() for p in model.parameters()) == 9854
+    state = model.state_dict()
+    for layer in ("1", "5", "9", "12", "16"):  # conv1-4 and the 196-24 layer, as the reference
+        assert {f"{layer}.weight_orig", f"{layer}.weight_u", f"{layer}.weight_v"} <= set(state)
+    assert "18.weight" in state and "18.weight_u" not in state  # the last layer is plain
+    assert len(state_vector(model)) == 9854 + 697 and int(state_parameter_mask(model).sum()) == 9854
+    dropouts = [m.p for m in build_model("convnet9854-sn", dropout=0.1, input_dropout=0.2)
+                if isinstance(m, torch.nn.Dropout)]
+    assert dropouts == [0.2, 0.1, 0.1, 0.1, 0.1]
+
+
+@pytest.fixture
+def fake_mnist_root(tmp_path):
+    _fake_mnist(tmp_path / "root" / "MNIST" / "raw")
+    return str(tmp_path / "root")
+
+
+def test_spectral_norm_network_is_scored_in_train_mode_and_is_scale_invariant(fake_mnist_root):
+    from evoreg.problems.models import build_model, load_state_vector_
+
+    problem = evoreg.make_problem("mnist-weights", dataset="mnist", model="convnet9854-sn",
+                                  data_root=fake_mnist_root, batch_size="full", seed=0)
+    assert problem.space.dim == 10551 and problem.init == "torch"
+    x = problem.space.initial()
+    before = x.clone()
+    loss = float(problem.evaluate(Population(x[None])).losses[0])
+    assert torch.equal(x, before)  # power iteration ran on a copy
+    # the reference's forward: the state loaded, train mode, one pass over the batch
+    model = load_state_vector_(build_model("convnet9854-sn").train(), x)
+    images, labels = problem.splits["train"]
+    with torch.no_grad():
+        expected = float(F.cross_entropy(model(images), labels))
+    assert loss == pytest.approx(expected, rel=1e-5)
+    # spectral norm: doubling conv2's weight_orig (buffers unchanged) leaves the loss alone,
+    # doubling the plain last layer does not
+    state = build_model("convnet9854-sn").state_dict()
+    offsets, offset = {}, 0
+    for name, tensor in state.items():
+        offsets[name] = (offset, offset + tensor.numel())
+        offset += tensor.numel()
+    scaled, last = x.clone(), x.clone()
+    scaled[slice(*offsets["5.weight_orig"])] *= 2
+    last[slice(*offsets["18.weight"])] *= 2
+    losses = problem.evaluate(Population(torch.stack([x, scaled, last]))).losses
+    assert float(losses[1]) == pytest.approx(float(losses[0]), rel=1e-4)
+    assert abs(float(losses[2]) - float(losses[0])) > 1e-3
+
+
+def test_goea_perturbs_every_state_entry_including_the_buffers(fake_mnist_root):
+    from evoreg.problems.models import build_model, state_parameter_mask
+
+    problem = evoreg.make_problem("mnist-weights", dataset="mnist", model="convnet9854-sn",
+                                  data_root=fake_mnist_root, batch_size="full", seed=0)
+    opt = evoreg.make_optimizer("goea", problem.space, popsize=4, seed=0, noise_table=False)
+    pop = opt.ask()
+    steps = pop.values[1:] - pop.values[0]
+    buffers = ~state_parameter_mask(build_model("convnet9854-sn"))
+    assert int(buffers.sum()) == 697
+    assert (steps[:, buffers] != 0).all() and (steps[:, ~buffers] != 0).all()
+    assert steps[:, buffers].std() == pytest.approx(0.01, rel=0.1)
+    ev = problem.evaluate(pop)
+    assert ev.losses.isfinite().all() and ev.cost == 5
+
+
+def test_adam_gets_gradients_of_the_parameters_only(fake_mnist_root):
+    from evoreg.problems.models import build_model, state_parameter_mask
+
+    problem = evoreg.make_problem("mnist-weights", dataset="mnist", model="convnet9854-sn",
+                                  data_root=fake_mnist_root, batch_size="full", seed=0)
+    ev = problem.evaluate(Population(problem.space.initial()[None]), gradients=True)
+    mask = state_parameter_mask(build_model("convnet9854-sn"))
+    assert (ev.gradients[0, ~mask] == 0).all() and ev.gradients[0, mask].abs().sum() > 0
+
+
+def test_preset_paper_is_the_reference_setting(fake_mnist_root):
+    problem = evoreg.make_problem("mnist-weights", preset="paper", data_root=fake_mnist_root,
+                                  seed=0)
+    c = problem.config
+    assert (c.dataset, problem.model_name, c.batch_size, problem.init) == (
+        "mnist", "convnet9854-sn", "full", "torch")
+    assert (c.dropout, c.input_dropout, c.forward_batch) == (0.1, 0.1, 32)
+    assert problem.train_size == 40  # all the training images, validation share included
+    explicit = evoreg.make_problem("mnist-weights", preset="paper", data_root=fake_mnist_root,
+                                   dropout=0.0, input_dropout=0.0, train_on="train")
+    assert explicit.config.dropout == 0.0 and explicit.train_size == 36
+    with pytest.raises(EvoregError, match="init='torch' only"):
+        evoreg.make_problem("mnist-weights", preset="paper", data_root=fake_mnist_root,
+                            init="glorot")
+    # goea's defaults are the reference's: the parent and N children every generation
+    opt = evoreg.make_optimizer("goea", problem.space, seed=0)
+    pop = opt.ask()
+    assert len(pop) == 21
+    ev = problem.evaluate(pop)
+    assert ev.cost == 21 and ev.losses.isfinite().all()
+    opt.tell(pop, ev.losses)
