@@ -283,12 +283,13 @@ def test_tell_takes_a_whole_evaluation_with_updated_candidates():
 
 
 def test_a_generational_optimizer_refuses_an_older_population():
+    # parent and children together (reevaluate_parent, the default): 3 candidates an ask
     opt = evoreg.make_optimizer("goea", Real(3), popsize=2)
-    opt.tell(opt.ask(), torch.zeros(1))  # the parent alone, first
     older, newer = opt.ask(), opt.ask()
+    assert len(older) == len(newer) == 3
     with pytest.raises(EvoregError, match="goea is generational: tell\\(\\) the latest"):
-        opt.tell(older, torch.zeros(2))
-    opt.tell(newer, torch.zeros(2))
+        opt.tell(older, torch.zeros(3))
+    opt.tell(newer, torch.zeros(3))
 
 
 def test_a_state_of_another_version_is_refused_in_one_line():
