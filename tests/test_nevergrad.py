@@ -287,8 +287,9 @@ def test_generational_optimizers_run_in_nevergrad_with_several_workers(name, con
 
 
 def test_several_asks_before_the_tells_hand_out_untold_rows_again():
-    optimizer = EvoregOptimizer("goea", {"popsize": 4})(3, budget=100)
-    first = optimizer.ask()  # goea's first generation: its parent alone
+    # Without re-evaluating the parent, goea's first generation is its parent alone.
+    optimizer = EvoregOptimizer("goea", {"popsize": 4, "reevaluate_parent": False})(3, budget=100)
+    first = optimizer.ask()  # the parent
     second = optimizer.ask()  # before first is told: the parent again, a backup copy
     assert np.array_equal(first.value, second.value)
     optimizer.tell(second, 2.0)  # either copy's loss is the row's
