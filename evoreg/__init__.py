@@ -53,7 +53,7 @@ _EXPORTS = {
     "optimizers": ".registry",
     "parameter_count": ".nets",
     "problems": ".problems",
-    "retrofit": ".retrofitting",
+    "retrofit": ".problems.retrofit",
     "get_registry": ".registry",
     "run": ".runner",
     "save_checkpoint": ".checkpoint",

@@ -576,7 +576,40 @@ def retrofit(
     cache_prefix: bool = True,
     threads: int | None = None,
 ) -> RetrofitResult:
-    """``evoreg.retrofit``: see ``evoreg.retrofitting.retrofit``."""
+    """Tune the aleph-parameters ``params`` of ``model`` to minimise ``loss`` on ``val``.
+
+    Videau et al. (2024), "Evolutionary Retrofitting" (AfterLearnER): a black-box optimizer
+    tunes a few parameters of a fully trained model on a validation split, with dozens to
+    hundreds of evaluations; ``runs`` independent runs, the winner chosen on validation; the
+    held-out ``test`` split is reported beside the untouched model.
+
+    - ``model``: any ``torch.nn.Module``. It is not modified (the search works on a deep
+      copy, also when a run fails midway) unless ``apply=True``, which writes the chosen
+      values into it at the end. ``result.model`` is the retrofitted copy.
+    - ``params``: state_dict names (``"fc2.bias"``), globs (``"*.bn.running_mean"``),
+      indexed names (``"fc.weight[3:5]"`` or ``("fc.weight", slice(3, 5))``) and named
+      hyperparameters of ``loss`` (keyword arguments it takes, e.g. ``temperature``): one,
+      a list, or a dict to bounds ``(lower, upper)``. Default bounds: each value moves by
+      ``radius`` (2) x max(1, RMS of its tensor); see ``evoreg.problems.aleph``.
+    - ``loss``: ``"error"``, ``"cost"`` (with ``costs=`` a cost matrix), ``"macro-f1"``,
+      ``"worst-recall"``, ``"ece"`` (classifiers; batches of ``(inputs, labels)``; scored
+      over the whole split), or ``loss(model, batch, **hyperparameters) -> float``, averaged
+      over the batches weighted by their size.
+    - ``val``, ``test``: ``(inputs, targets)``, a ``Dataset`` or a ``DataLoader`` (read
+      once and kept on ``device``).
+    - ``budget``: evaluations of the loss on ``val`` per run.
+    - ``out_dir``: run ``i`` writes its log and checkpoints to ``out_dir/run-i``; with
+      ``resume=True`` a killed call continues where it stopped.
+
+    Options: ``radius``, ``costs``, ``optimizer_config`` (e.g. ``{"popsize": 4}``),
+    ``resume``, ``progress``, ``cache_prefix`` (run the unchanged leading modules of an
+    ``nn.Sequential`` once per split; built-in losses only), ``threads`` (torch threads while
+    scoring; default: torch's setting; 1 is fastest for small models on a busy CPU).
+
+    Returns a ``RetrofitResult``: ``values`` (the chosen aleph-values by name),
+    ``validation_loss_before/after``, ``test_loss_before/after``, ``test_gain``, ``runs``
+    (each run's seed, losses and curve), ``chosen``, ``model`` and ``apply(model)``.
+    """
     from evoreg.devices import resolve_device
 
     where = resolve_device(device)
