@@ -185,17 +185,9 @@ def worker(args: Args) -> dict:
 
 
 # --------------------------------------------------------------------------- the run
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
 def run(args: Args) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import run_info
+    from common import percentile, run_info
 
     rounds = []
     for process in range(args.processes):
@@ -221,6 +213,8 @@ def _worker_flags(args: Args) -> list[str]:
 
 
 def summarise(args: Args, info: dict, rounds: list[dict]) -> dict:
+    from common import percentile  # on sys.path once run() has put it there
+
     bytes_per_candidate = args.dim * 4  # float32 values written per candidate
     per_candidate = {
         name: [r[name]["per_candidate_us"] for r in rounds] for name in STEPS if name != "bandwidth"

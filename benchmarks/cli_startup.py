@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from common import (  # noqa: E402
     evoreg_script,
     fill_sizes,
     median,
+    percentile,
     relative_to_root,
     run_info,
     update_doc_table,
@@ -128,17 +128,11 @@ def run(args: Args) -> dict:
 
 
 # --------------------------------------------------------------------------- the summary
-def percentile_90(values: Sequence[float]) -> float:
-    if len(values) == 1:
-        return float(values[0])
-    return float(statistics.quantiles(values, n=10, method="inclusive")[-1])
-
-
 def summarise(args: Args, info: dict, measured: dict) -> dict:
     repeats = measured["repeats"]
     figures = {
         name: {"median_s": median([r[name] for r in repeats]),
-               "p90_s": percentile_90([r[name] for r in repeats])}
+               "p90_s": percentile([r[name] for r in repeats], 0.9)}
         for name in repeats[0]
     }
     goals = {label(VERSION): GOAL_VERSION_S} | {

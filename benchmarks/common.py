@@ -64,6 +64,16 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``values``, interpolated linearly between the two
+    nearest ranks (numpy's default method, and ``statistics.quantiles``' inclusive one)."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return float(ordered[low] + (ordered[high] - ordered[low]) * (position - low))
+
+
 def per_candidate_us(seconds: float, candidates: int) -> float:
     """Seconds for ``candidates`` candidates, as microseconds per candidate."""
     return seconds / candidates * 1e6

@@ -105,6 +105,7 @@ from common import (  # noqa: E402
     RESULTS,
     add_output_options,
     doc_line,
+    percentile,
     relative_to_root,
     run_info,
     update_doc_table,
@@ -200,10 +201,6 @@ def library_versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             found[package] = None
     return found
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
 
 
 # --------------------------------------------------------------------------- the libraries
@@ -328,7 +325,7 @@ def measure_overhead(args: argparse.Namespace) -> dict[str, Any]:
     for label in names:
         flat = [t for times in seconds[label] for t in times]
         stats[label] = {"median_ms": 1e3 * statistics.median(flat),
-                        "p90_ms": 1e3 * percentile(flat, 90)}
+                        "p90_ms": 1e3 * percentile(flat, 0.9)}
     ratios = {}
     for algorithm in ALGORITHMS:
         ours = stats[OURS[algorithm]]
