@@ -38,6 +38,23 @@ def isolated_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pa
         os.environ["EVOREG_CONFIG_DIR"] = before
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread(request: pytest.FixtureRequest) -> Iterator[None]:
+    """One torch thread for the modules that set ``ONE_TORCH_THREAD = True``: their small
+    batches stall in OpenMP barriers with two threads on a shared 2-core machine. Module
+    scope and autouse, so the module's own module-scoped fixtures (a trained model) run
+    under it too."""
+    if not getattr(request.module, "ONE_TORCH_THREAD", False):
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def real_space() -> evoreg.Real:
     return evoreg.Real(5)

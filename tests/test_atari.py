@@ -20,13 +20,7 @@ GAME, STEPS = "ms_pacman", 100
 FAST = {"reset": "ale", "episode_seeds": "shared"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Small batches on a shared 2-core machine: one thread avoids OpenMP barrier stalls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+ONE_TORCH_THREAD = True  # conftest.one_torch_thread
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,7 @@ from evoreg.problems.retrofit import (
     trained_classifier,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+ONE_TORCH_THREAD = True  # conftest.one_torch_thread
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,7 @@ TINY = {"tasks": "digits,digits-inverted", "train_size": 30, "batch_size": 4,
 N = 2 * len(LAYERS)  # T x L slots
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+ONE_TORCH_THREAD = True  # conftest.one_torch_thread
 
 
 def make(**config):
