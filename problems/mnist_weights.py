@@ -47,7 +47,6 @@ from evoreg.problems.models import (
     PAPER_DROPOUT,
     load_state_vector_,
     model_spec,
-    state_parameter_mask,
     state_vector,
 )
 
@@ -266,7 +265,6 @@ class MnistWeights(Problem):
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout) and not dropout:
                 module.eval()
-        mask = state_parameter_mask(model)
         params = dict(model.named_parameters())
         losses, correct, grads = [], [], []
         seeds = torch.randint(0, 2**62, (n,), generator=generator or self.generator).tolist()
@@ -287,16 +285,13 @@ class MnistWeights(Problem):
                     hits += int((logits.argmax(dim=1) == targets).sum())
             losses.append(loss_sum / len(labels))
             correct.append(hits)
-            if gradients:
-                grad = torch.zeros(len(mask), device=self.device)
-                offset = 0
-                for name, tensor in model.state_dict().items():
-                    k = tensor.numel()
-                    p = params.get(name)
-                    if p is not None and p.grad is not None:
-                        grad[offset:offset + k] = p.grad.reshape(-1) / len(labels)
-                    offset += k
-                grads.append(grad)
+            if gradients:  # laid out as state_vector: parameters' gradients, buffers' zeros
+                grads.append(torch.cat([
+                    params[name].grad.reshape(-1) / len(labels)
+                    if name in params and params[name].grad is not None
+                    else torch.zeros(tensor.numel(), device=self.device)
+                    for name, tensor in model.state_dict().items()
+                ]))
         model.eval()
         return (torch.tensor(losses, dtype=torch.float64), torch.tensor(correct),
                 torch.stack(grads) if gradients else None)
