@@ -56,6 +56,24 @@ def one_torch_thread(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 @pytest.fixture
+def run_benchmark() -> Callable[..., subprocess.CompletedProcess]:
+    """Run a benchmark command from the repository root; assert that it exits 0 and leaves
+    docs/benchmarks.md as it was (smoke runs pass --no-doc). Returns the finished process."""
+    root = Path(__file__).resolve().parent.parent
+    doc = root / "docs" / "benchmarks.md"
+
+    def run(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+        before = doc.read_text() if doc.exists() else None
+        done = subprocess.run(command, cwd=root, capture_output=True, text=True,
+                              timeout=timeout)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert (doc.read_text() if doc.exists() else None) == before
+        return done
+
+    return run
+
+
+@pytest.fixture
 def real_space() -> evoreg.Real:
     return evoreg.Real(5)
 

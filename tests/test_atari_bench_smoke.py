@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,16 +12,13 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "benchmarks"
 
 
-def test_rollout_throughput_quick(tmp_path):
-    doc = ROOT / "docs" / "benchmarks.md"
-    doc_before = doc.read_text() if doc.exists() else None
+def test_rollout_throughput_quick(tmp_path, run_benchmark):
     command = [
         sys.executable, str(BENCHMARKS / "rollout_throughput.py"), "--quick", "--game", "pong",
         "--agents", "2", "--steps", "5", "--naive-steps", "3", "--repeats", "2",
         "--threads", "1", "--out", str(tmp_path), "--no-doc",
     ]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_benchmark(command)
 
     assert [p.name for p in tmp_path.iterdir()] == ["rollout_throughput.json"]
     result = json.loads((tmp_path / "rollout_throughput.json").read_text())
@@ -53,20 +49,17 @@ def test_rollout_throughput_quick(tmp_path):
             <= ceilings["compute_only"]["share_of_raw"])
     assert (ceilings["weights_from_cache"]["share_of_raw"]
             <= ceilings["compute_only"]["share_of_raw"])
-    assert (doc.read_text() if doc.exists() else None) == doc_before
 
 
-def test_ga_frostbite_quick(tmp_path):
+def test_ga_frostbite_quick(tmp_path, run_benchmark):
     out, runs = tmp_path / "out", tmp_path / "runs"
     command = [sys.executable, str(BENCHMARKS / "ga_frostbite.py"), "--quick",
                "--out", str(out), "--no-doc", "--runs", str(runs)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_benchmark(command)
     assert "kept from" not in done.stdout
     first = json.loads((out / "ga_frostbite.json").read_text())["runs"]
     # a rerun with the same --runs keeps every finished run instead of playing it again
-    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr[-3000:]
+    again = run_benchmark(command)
     assert again.stdout.count("kept from") == 2
     assert json.loads((out / "ga_frostbite.json").read_text())["runs"] == first
     assert sorted(p.name for p in out.iterdir()) == ["ga_frostbite.json", "ga_frostbite.png"]

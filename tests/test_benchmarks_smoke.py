@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,16 +20,13 @@ def _load_common():
     return module
 
 
-def test_ask_tell_overhead_quick(tmp_path):
-    doc = ROOT / "docs" / "benchmarks.md"
-    doc_before = doc.read_text() if doc.exists() else None
+def test_ask_tell_overhead_quick(tmp_path, run_benchmark):
     command = [
         sys.executable, str(BENCHMARKS / "ask_tell_overhead.py"), "--quick",
         "--dim", "64", "--popsize", "8", "--processes", "2", "--generations", "2",
         "--ng-candidates", "3", "--out", str(tmp_path), "--no-doc",
     ]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_benchmark(command, timeout=180)
 
     assert [p.name for p in tmp_path.iterdir()] == ["ask_tell_overhead.json"]
     result = json.loads((tmp_path / "ask_tell_overhead.json").read_text())
@@ -57,8 +53,6 @@ def test_ask_tell_overhead_quick(tmp_path):
     assert result["bound"]["evoreg_multiple_of_bound"] > 0
     assert all(v > 0 for ratio in result["ratios"].values() for v in ratio.values())
     assert isinstance(result["goal"]["met"], bool)
-    # --no-doc: the shared table is not touched
-    assert (doc.read_text() if doc.exists() else None) == doc_before
 
 
 def test_doc_table_adds_then_replaces_one_line(tmp_path):
@@ -79,16 +73,13 @@ def test_doc_table_adds_then_replaces_one_line(tmp_path):
     assert [line.split("|")[1].strip() for line in table[2:]] == ["demo", "other"]
 
 
-def test_eval_throughput_quick(tmp_path):
-    doc = ROOT / "docs" / "benchmarks.md"
-    doc_before = doc.read_text() if doc.exists() else None
+def test_eval_throughput_quick(tmp_path, run_benchmark):
     command = [
         sys.executable, str(BENCHMARKS / "eval_throughput.py"), "--quick", "--device", "cpu",
         "--mlp-popsize", "3", "--mlp-batch", "4", "--conv-popsize", "2", "--conv-batch", "3",
         "--repeats", "2", "--matmul-size", "64", "--out", str(tmp_path), "--no-doc",
     ]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_benchmark(command)
 
     assert [p.name for p in tmp_path.iterdir()] == ["eval_throughput.json"]
     result = json.loads((tmp_path / "eval_throughput.json").read_text())
@@ -109,17 +100,12 @@ def test_eval_throughput_quick(tmp_path):
             assert figures["candidate_samples_per_second"] > 0
             assert figures["share_of_matmul"] > 0 and figures["speedup_over_loop"] > 0
     assert isinstance(result["goal"]["met"], bool)
-    # --no-doc: the shared table is not touched
-    assert (doc.read_text() if doc.exists() else None) == doc_before
 
 
-def test_cli_startup_quick(tmp_path):
-    doc = ROOT / "docs" / "benchmarks.md"
-    doc_before = doc.read_text() if doc.exists() else None
+def test_cli_startup_quick(tmp_path, run_benchmark):
     command = [sys.executable, str(BENCHMARKS / "cli_startup.py"), "--quick",
                "--out", str(tmp_path), "--no-doc"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_benchmark(command)
 
     assert [p.name for p in tmp_path.iterdir()] == ["cli_startup.json"]
     result = json.loads((tmp_path / "cli_startup.json").read_text())
@@ -140,17 +126,12 @@ def test_cli_startup_quick(tmp_path):
         "evoreg info ng:NGOpt (warm index)",
     }
     assert isinstance(result["goal"]["met"], bool)
-    # --no-doc: the shared table is not touched
-    assert (doc.read_text() if doc.exists() else None) == doc_before
 
 
-def test_checkpoint_io_quick(tmp_path):
-    doc = ROOT / "docs" / "benchmarks.md"
-    doc_before = doc.read_text() if doc.exists() else None
+def test_checkpoint_io_quick(tmp_path, run_benchmark):
     command = [sys.executable, str(BENCHMARKS / "checkpoint_io.py"), "--quick",
                "--optimizers", "leea,atari-ga", "--out", str(tmp_path), "--no-doc"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_benchmark(command, timeout=180)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_io.json"]  # no temporaries
     result = json.loads((tmp_path / "checkpoint_io.json").read_text())
     assert [case["optimizer"] for case in result["cases"]] == ["leea", "atari-ga"]
@@ -159,16 +140,12 @@ def test_checkpoint_io_quick(tmp_path):
         assert case["bytes_ours"] > 0 and case["bytes_pickle"] > 0
         assert all(v > 0 for v in case["ratio_median"].values())
     assert "torch" in result["versions"] and "checkpoint_io.py" in result["command"]
-    assert (doc.read_text() if doc.exists() else None) == doc_before
 
 
-def test_nas_inheritance_quick(tmp_path):
-    doc = ROOT / "docs" / "benchmarks.md"
-    doc_before = doc.read_text() if doc.exists() else None
+def test_nas_inheritance_quick(tmp_path, run_benchmark):
     command = [sys.executable, str(BENCHMARKS / "nas_inheritance.py"), "--quick",
                "--out", str(tmp_path), "--no-doc"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_benchmark(command, timeout=180)
 
     # the run folders went to a temporary folder, not next to the results
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nas_inheritance.json",
@@ -211,17 +188,12 @@ def test_nas_inheritance_quick(tmp_path):
     assert 0 < comparison["p_value"] <= 1 and comparison["alternative"] == "greater"
     assert isinstance(result["goal"]["met"], bool)
     assert (tmp_path / "nas_inheritance.png").stat().st_size > 1000
-    # --no-doc: the shared table is not touched
-    assert (doc.read_text() if doc.exists() else None) == doc_before
 
 
-def test_lws_quick(tmp_path):
-    doc = ROOT / "docs" / "benchmarks.md"
-    doc_before = doc.read_text() if doc.exists() else None
+def test_lws_quick(tmp_path, run_benchmark):
     command = [sys.executable, str(BENCHMARKS / "lws.py"), "--quick", "--iterations", "4",
                "--train-size", "30", "--out", str(tmp_path), "--no-doc"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_benchmark(command, timeout=180)
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lws.json", "lws.png"]
     result = json.loads((tmp_path / "lws.json").read_text())
@@ -245,17 +217,13 @@ def test_lws_quick(tmp_path):
     assert 0 < comparison["p_value"] <= 1 and comparison["alternative"] == "less"
     assert isinstance(result["goal"]["met"], bool)
     assert (tmp_path / "lws.png").stat().st_size > 1000
-    assert (doc.read_text() if doc.exists() else None) == doc_before
 
 
-def test_nes_peers_quick(tmp_path):
+def test_nes_peers_quick(tmp_path, run_benchmark):
     pytest.importorskip("evotorch")
-    doc = ROOT / "docs" / "benchmarks.md"
-    doc_before = doc.read_text() if doc.exists() else None
     command = [sys.executable, str(BENCHMARKS / "nes_peers.py"), "--quick",
                "--out", str(tmp_path), "--no-doc"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_benchmark(command)
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nes_peers.json", "nes_peers.png"]
     result = json.loads((tmp_path / "nes_peers.json").read_text())
@@ -292,4 +260,3 @@ def test_nes_peers_quick(tmp_path):
                for r in runs if r["problem"] == "mnist-weights")
     assert isinstance(result["goal"]["met"], bool)
     assert (tmp_path / "nes_peers.png").stat().st_size > 1000
-    assert (doc.read_text() if doc.exists() else None) == doc_before

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_goea_analyses_quick(tmp_path):
-    doc = ROOT / "docs" / "benchmarks.md"
-    doc_before = doc.read_text() if doc.exists() else None
+def test_goea_analyses_quick(tmp_path, run_benchmark):
     command = [sys.executable, str(ROOT / "benchmarks" / "goea_analyses.py"), "--quick",
                "--transfer-updates", "4", "--out", str(tmp_path), "--no-doc"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_benchmark(command)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["goea_analyses.json",
                                                           "goea_analyses.png"]
     result = json.loads((tmp_path / "goea_analyses.json").read_text())
@@ -29,4 +25,3 @@ def test_goea_analyses_quick(tmp_path):
     assert [r["continue_with"] for r in result["transfer"]] == ["goea", "sgd"]
     assert result["transfer"][0]["trace"][-1]["update"] == 4
     assert isinstance(result["goal"]["met"], bool)
-    assert (doc.read_text() if doc.exists() else None) == doc_before
