@@ -67,7 +67,7 @@ from common import (  # noqa: E402
 )
 
 from evoreg.problems.architecture import Config as ArchitectureConfig  # noqa: E402
-from evoreg.problems.architecture import default_dataset  # noqa: E402
+from evoreg.problems.datasets import default_dataset  # noqa: E402
 
 NAME = "nas_inheritance"
 #: The three settings of Table 7.1: weight inheritance, and epochs per child as a multiple

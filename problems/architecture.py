@@ -30,7 +30,6 @@ is minus the validation accuracy and the cost is counted in training epochs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -287,7 +286,7 @@ class ArchitectureSearch(Problem):
 
     def setup(self) -> None:
         c = self.config
-        self.dataset = c.dataset if c.dataset != "auto" else default_dataset(c.data_root)
+        self.dataset = c.dataset if c.dataset != "auto" else datasets.default_dataset(c.data_root)
         data = datasets.load(self.dataset, c.data_root or None, c.download)
         n = len(data.train_labels)
         val_size = c.val_size or n // 10
@@ -509,13 +508,6 @@ def architecture(x: dict[str, Any]) -> Architecture:
     """A genome's blocks as a hashable tuple of ``(c, k, s)`` tuples (a checkpoint may have
     turned them into lists)."""
     return tuple(tuple(int(v) for v in block) for block in x["blocks"])
-
-
-def default_dataset(data_root: str) -> str:
-    """fashion-mnist where its files are found, digits (shipped with scikit-learn) otherwise."""
-    root = Path(data_root or datasets.default_data_root()).expanduser()
-    found = any(datasets._find(d) for d in datasets.candidate_dirs("fashion-mnist", root))
-    return "fashion-mnist" if found else "digits"
 
 
 @hookimpl

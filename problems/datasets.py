@@ -66,6 +66,15 @@ def default_data_root() -> str:
     return os.environ.get("EVOREG_DATA", DEFAULT_DATA_ROOT)
 
 
+def default_dataset(data_root: str | None = None) -> str:
+    """fashion-mnist where its files are found (under ``data_root`` or the system's copy),
+    digits (shipped with scikit-learn) otherwise: the default of problems whose ``dataset``
+    is ``auto``."""
+    root = Path(data_root or default_data_root()).expanduser()
+    found = any(_find(d) for d in candidate_dirs("fashion-mnist", root))
+    return "fashion-mnist" if found else "digits"
+
+
 def load(name: str, data_root: str | None = None, download: bool = False) -> ImageData:
     """The data set ``name`` (one of ``DATASETS``)."""
     if name not in DATASETS:

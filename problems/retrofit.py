@@ -252,10 +252,8 @@ def resolve_dataset(config: Any) -> tuple[str, datasets.ImageData]:
     root = config.data_root or None
     if config.dataset != "auto":
         return config.dataset, datasets.load(config.dataset, root, config.download)
-    try:
-        return "fashion-mnist", datasets.load("fashion-mnist", root, False)
-    except EvoregError:
-        return "digits", datasets.load("digits")
+    name = datasets.default_dataset(root)
+    return name, datasets.load(name, root)
 
 
 def split_indices(train_count: int, test_count: int, config: Any) -> dict[str, torch.Tensor]:
