@@ -29,7 +29,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call
 
 from evoreg import Evaluation, EvoregError, Population, Problem, Real, hookimpl
 from evoreg.config import bounded
@@ -38,10 +37,9 @@ from evoreg.nets import (
     flatten_parameters,
     glorot_uniform_,
     glorot_uniform_population,
-    unflatten_parameters,
 )
 from evoreg.problems import datasets
-from evoreg.problems.classification import cross_entropy_and_correct
+from evoreg.problems.classification import chunked_scores, gradient_and_scores
 from evoreg.problems.models import (
     MODELS,
     PAPER_DROPOUT,
@@ -298,18 +296,8 @@ class MnistWeights(Problem):
 
     def _scores(self, pop: Any, images: torch.Tensor, labels: torch.Tensor):
         """Mean cross-entropy and correct counts, in data chunks for large (full) batches."""
-        chunk = self.config.eval_chunk
-        total_loss, total_correct = None, None
-        for start in range(0, len(labels), chunk):
-            losses, correct = self.population_forward(
-                pop, images[start:start + chunk], labels[start:start + chunk],
-                cross_entropy_and_correct,
-            )
-            weight = len(labels[start:start + chunk])
-            loss = losses.double() * weight
-            total_loss = loss if total_loss is None else total_loss + loss
-            total_correct = correct if total_correct is None else total_correct + correct
-        return total_loss / len(labels), total_correct
+        return chunked_scores(self.population_forward, pop, images, labels,
+                              self.config.eval_chunk)
 
     def _with_gradients(self, pop: Population, images: torch.Tensor, labels: torch.Tensor):
         if self.config.loss == "error-rate":
@@ -318,21 +306,12 @@ class MnistWeights(Problem):
             )
         rows = pop.rows(0, len(pop)).to(self.device)
         losses, correct, grads = [], [], []
-        chunk = self.config.eval_chunk
         for row in rows:
-            x = row.detach().clone().requires_grad_(True)
-            params = unflatten_parameters(self.model, x)
-            loss_sum, hits = 0.0, 0
-            for start in range(0, len(labels), chunk):
-                inputs, targets = images[start:start + chunk], labels[start:start + chunk]
-                logits = functional_call(self.model, params, (inputs,))
-                part = F.cross_entropy(logits, targets, reduction="sum")
-                part.backward()
-                loss_sum += float(part.detach())
-                hits += int((logits.argmax(dim=1) == targets).sum())
-            losses.append(loss_sum / len(labels))
+            grad, loss, hits = gradient_and_scores(self.model, row, images, labels,
+                                                   self.config.eval_chunk)
+            losses.append(loss)
             correct.append(hits)
-            grads.append(x.grad / len(labels))
+            grads.append(grad)
         return (torch.tensor(losses, dtype=torch.float64), torch.tensor(correct),
                 torch.stack(grads))
 

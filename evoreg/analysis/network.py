@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from evoreg.errors import EvoregError
-from evoreg.nets import PopulationForward, unflatten_parameters
+from evoreg.nets import PopulationForward, parameter_count
 
 
 @dataclass
@@ -51,7 +49,7 @@ class Subject:
 
     @property
     def dim(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
+        return parameter_count(self.model)
 
     @property
     def device(self) -> torch.device:
@@ -70,32 +68,22 @@ class Subject:
 
     def scores(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean cross-entropy (float64) and accuracy of each row of ``weights [n, d]``."""
-        from evoreg.problems.classification import cross_entropy_and_correct
+        from evoreg.problems.classification import chunked_scores
 
         weights = weights.reshape(-1, self.dim).to(self.device, torch.float32)
-        total_loss = torch.zeros(len(weights), dtype=torch.float64)
-        total_correct = torch.zeros(len(weights), dtype=torch.float64)
-        for start in range(0, len(self.labels), self.chunk):
-            images = self.images[start:start + self.chunk]
-            labels = self.labels[start:start + self.chunk]
-            losses, correct = self.forward(weights, images, labels, cross_entropy_and_correct)
-            total_loss += losses.double().cpu() * len(labels)
-            total_correct += correct.double().cpu()
-        return total_loss / len(self.labels), total_correct / len(self.labels)
+        loss, correct = chunked_scores(self.forward, weights, self.images, self.labels,
+                                       self.chunk)
+        return loss.cpu(), correct.double().cpu() / len(self.labels)
 
     def gradient(self, x: torch.Tensor, images: torch.Tensor | None = None,
                  labels: torch.Tensor | None = None) -> torch.Tensor:
         """Gradient of the mean cross-entropy at ``x`` on ``images`` (default: all of them)."""
+        from evoreg.problems.classification import gradient_and_scores
+
         images = self.images if images is None else images
         labels = self.labels if labels is None else labels
-        x = x.detach().to(self.device, torch.float32).clone().requires_grad_(True)
-        params = unflatten_parameters(self.model, x)
-        for start in range(0, len(labels), self.chunk):
-            logits = functional_call(self.model, params, (images[start:start + self.chunk],))
-            loss = F.cross_entropy(logits, labels[start:start + self.chunk], reduction="sum")
-            loss.backward()
-        assert x.grad is not None
-        return (x.grad / len(labels)).cpu()
+        x = x.to(self.device, torch.float32)
+        return gradient_and_scores(self.model, x, images, labels, self.chunk)[0].cpu()
 
 
 def angles_degrees(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
